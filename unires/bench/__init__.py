@@ -1,0 +1,1 @@
+"""Benchmarks: speed, degradation throughput, quality tables."""

@@ -1,0 +1,51 @@
+"""The ``unires`` command: a thin layer over the library.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)`` that registers it and
+sets ``func`` to a function taking the parsed arguments and returning an exit code.
+Exit codes: 0 all succeeded, 1 some inputs failed, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import bench, convert, restore, train
+
+COMMANDS = (restore, train, convert, bench)
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="unires",
+        description="UniRes: restore photos with complex degradations (arXiv 2506.05599).",
+    )
+    parser.add_argument("--version", action="version", version=f"unires {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"unires {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Autoencoders behind one small interface: images in [-1, 1] <-> scaled latents.
+
+``UniResAutoencoder`` is the project's own small deterministic autoencoder for CPU models
+(no pretrained VAE can be downloaded here). It has no normalisation layers, so a tile
+encodes the same as the same region of the whole image (tiling needs that), and it moves
+between pixels and latents by pixel-(un)shuffle, which is cheap on a CPU.
+``encode_latents`` / ``decode_latents`` give it and diffusers' ``AutoencoderKL`` /
+``AutoencoderTiny`` the one interface the pipeline uses.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(self.act(x))))
+
+
+class UniResAutoencoder(ModelMixin, ConfigMixin):
+    """Deterministic f=8 autoencoder: 3 x H x W  <->  latent_channels x H/8 x W/8.
+
+    Encoder: pixel-unshuffle x4, convs at H/4, strided conv to H/8, convs, project.
+    Decoder mirrors it with pixel-shuffle. ``scaling_factor`` / ``shift_factor`` map raw
+    latents to roughly unit variance for diffusion (set after training from data).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 32,
+        channels: tuple[int, int] = (96, 192),
+        encoder_blocks: tuple[int, int] = (2, 2),
+        decoder_blocks: tuple[int, int] = (3, 3),
+        scaling_factor: float = 1.0,
+        shift_factor: float = 0.0,
+    ):
+        super().__init__()
+        c_hi, c_lo = channels
+        self.enc_in = nn.Conv2d(3 * 16, c_hi, 3, padding=1)
+        self.enc_hi = nn.Sequential(*[ResBlock(c_hi) for _ in range(encoder_blocks[0])])
+        self.enc_down = nn.Conv2d(c_hi, c_lo, 4, stride=2, padding=1)
+        self.enc_lo = nn.Sequential(*[ResBlock(c_lo) for _ in range(encoder_blocks[1])])
+        self.enc_out = nn.Conv2d(c_lo, latent_channels, 3, padding=1)
+
+        self.dec_in = nn.Conv2d(latent_channels, c_lo, 3, padding=1)
+        self.dec_lo = nn.Sequential(*[ResBlock(c_lo) for _ in range(decoder_blocks[1])])
+        self.dec_up = nn.Conv2d(c_lo, c_hi * 4, 3, padding=1)
+        self.dec_hi = nn.Sequential(*[ResBlock(c_hi) for _ in range(decoder_blocks[0])])
+        self.dec_out = nn.Conv2d(c_hi, 3 * 16, 3, padding=1)
+        self.act = nn.SiLU()
+
+    downscale_factor = 8
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    def encode_raw(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.enc_in(nn.functional.pixel_unshuffle(x, 4))
+        h = self.enc_down(self.act(self.enc_hi(h)))
+        return self.enc_out(self.act(self.enc_lo(h)))
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.dec_lo(self.dec_in(z))
+        h = nn.functional.pixel_shuffle(self.dec_up(self.act(h)), 2)
+        h = self.dec_out(self.act(self.dec_hi(h)))
+        return nn.functional.pixel_shuffle(h, 4)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.encode_raw(x) - self.config.shift_factor) * self.config.scaling_factor
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decode_raw(z / self.config.scaling_factor + self.config.shift_factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode_raw(self.encode_raw(x))
+
+
+def _is_own(vae) -> bool:
+    return isinstance(vae, UniResAutoencoder)
+
+
+def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> latents scaled for diffusion (deterministic: the mode)."""
+    if _is_own(vae):
+        return vae.encode(images)
+    out = vae.encode(images)
+    if hasattr(out, "latent_dist"):  # AutoencoderKL
+        z = out.latent_dist.mode()
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (z - shift) * vae.config.scaling_factor
+    return out.latents * vae.config.scaling_factor  # AutoencoderTiny
+
+
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents -> images in about [-1, 1]."""
+    if _is_own(vae):
+        return vae.decode(latents)
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return vae.decode(latents / vae.config.scaling_factor + shift).sample
+
+
+def vae_downscale_factor(vae) -> int:
+    if _is_own(vae):
+        return vae.downscale_factor
+    cfg = vae.config
+    if hasattr(cfg, "upsampling_scaling_factor"):  # AutoencoderTiny
+        return int(cfg.upsampling_scaling_factor ** (len(cfg.decoder_block_out_channels) - 1))
+    return 2 ** (len(cfg.block_out_channels) - 1)  # AutoencoderKL: one x2 per extra block
+
+
+def vae_latent_channels(vae) -> int:
+    return int(vae.config.latent_channels)

@@ -1,0 +1,165 @@
+"""Saving and loading a UniRes model as a diffusers-style folder.
+
+    model_index.json        component -> [library, class], plus a "unires" settings block
+    unet/                   UNet2DConditionModel (config.json + safetensors)
+    vae/                    UniResAutoencoder, AutoencoderKL or AutoencoderTiny
+    prompt_encoder/         TaskPromptTable               (small models), or
+    tokenizer/, text_encoder/  CLIP tokenizer and text model (Stable-Diffusion class)
+    scheduler/              DDIMScheduler config
+
+Only the classes listed in ``_LOADERS`` are ever instantiated from a folder: a model folder
+cannot make the loader import arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+
+from .. import __version__
+from ..config import from_dict, to_dict
+from ..utils import atomic_write_text
+from .autoencoder import UniResAutoencoder
+from .prompt import CLIPPromptEncoder, TaskPromptTable
+
+DIFFUSION_TARGETS = ("latent", "residual")
+
+
+@dataclass
+class UniResSettings:
+    """What a UniRes model needs beyond its components (the "unires" block)."""
+
+    # "latent": diffuse the clean latent (the paper). "residual": diffuse
+    # (z_HQ - z_LQ) * residual_scale and output z_LQ + x0 / residual_scale (small models
+    # converge far faster; every task uses the same base z_LQ so Eq. 2 stays intact).
+    diffusion_target: str = "latent"
+    residual_scale: float = 1.0
+    downlq_factor: int = 4
+    default_steps: int = 20
+    default_weights: dict[str, float] = field(default_factory=lambda: {"dn": -0.2, "downlq": 1.2})
+    description: str = ""
+
+    def __post_init__(self):
+        if self.diffusion_target not in DIFFUSION_TARGETS:
+            raise ValueError(
+                f"diffusion_target must be one of {DIFFUSION_TARGETS}, got {self.diffusion_target!r}"
+            )
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be loaded; the message names the folder and the problem."""
+
+
+@dataclass
+class ModelComponents:
+    unet: UNet2DConditionModel
+    vae: Any
+    prompt_encoder: Any
+    scheduler_config: dict
+    settings: UniResSettings
+
+
+_LOADERS = {
+    ("diffusers", "UNet2DConditionModel"): UNet2DConditionModel,
+    ("diffusers", "AutoencoderKL"): AutoencoderKL,
+    ("diffusers", "AutoencoderTiny"): AutoencoderTiny,
+    ("unires", "UniResAutoencoder"): UniResAutoencoder,
+    ("unires", "TaskPromptTable"): TaskPromptTable,
+}
+
+
+def _entry(obj) -> list[str]:
+    cls = type(obj)
+    library = "unires" if cls.__module__.startswith("unires") else cls.__module__.split(".")[0]
+    return [library, cls.__name__]
+
+
+def save_model(components: ModelComponents, folder: str | Path, dtype=None) -> Path:
+    """Write ``folder`` (created if needed); weights in ``dtype`` if given (e.g. fp16)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"_class_name": "UniResPipeline", "_unires_version": __version__}
+
+    def save_module(module, sub: str):
+        was = next(module.parameters()).dtype
+        if dtype is not None:
+            torch.nn.Module.to(module, dtype)  # diffusers' .to() warns on dtype casts
+        module.save_pretrained(folder / sub, safe_serialization=True)
+        torch.nn.Module.to(module, was)
+
+    save_module(components.unet, "unet")
+    index["unet"] = _entry(components.unet)
+    save_module(components.vae, "vae")
+    index["vae"] = _entry(components.vae)
+    pe = components.prompt_encoder
+    if isinstance(pe, CLIPPromptEncoder):
+        pe.tokenizer.save_pretrained(folder / "tokenizer")
+        save_module(pe.text_encoder, "text_encoder")
+        index["tokenizer"] = _entry(pe.tokenizer)
+        index["text_encoder"] = _entry(pe.text_encoder)
+    else:
+        save_module(pe, "prompt_encoder")
+        index["prompt_encoder"] = _entry(pe)
+    DDIMScheduler.from_config(components.scheduler_config).save_pretrained(folder / "scheduler")
+    index["scheduler"] = ["diffusers", "DDIMScheduler"]
+    index["unires"] = to_dict(components.settings)
+    atomic_write_text(folder / "model_index.json", json.dumps(index, indent=2) + "\n")
+    return folder
+
+
+def _load_component(folder: Path, index: dict, name: str, dtype):
+    entry = index.get(name)
+    if entry is None:
+        raise ModelFolderError(f"{folder}: model_index.json names no {name!r} component")
+    cls = _LOADERS.get(tuple(entry))
+    if cls is None:
+        raise ModelFolderError(f"{folder}: component {name!r} has unsupported class {entry}")
+    if not (folder / name).is_dir():
+        raise ModelFolderError(f"{folder}: missing sub-folder {name}/")
+    kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    return cls.from_pretrained(folder / name, **kwargs)
+
+
+def load_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModelComponents:
+    folder = Path(folder)
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelFolderError(f"{folder}: not a UniRes model folder (no model_index.json)")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(f"{index_path}: invalid JSON ({e})") from None
+    unet = _load_component(folder, index, "unet", dtype)
+    vae = _load_component(folder, index, "vae", dtype)
+    if "prompt_encoder" in index:
+        prompt_encoder = _load_component(folder, index, "prompt_encoder", dtype)
+    elif "text_encoder" in index:
+        prompt_encoder = CLIPPromptEncoder.from_pretrained(folder, torch_dtype=dtype)
+    else:
+        raise ModelFolderError(f"{folder}: no prompt_encoder or text_encoder component")
+    scheduler_config = dict(DDIMScheduler.load_config(folder / "scheduler"))
+    settings = from_dict(UniResSettings, index.get("unires", {}), where=str(index_path))
+    return ModelComponents(unet, vae, prompt_encoder, scheduler_config, settings)
+
+
+def default_scheduler_config(prediction_type: str = "v_prediction") -> dict:
+    """DDIM over SD's scaled-linear betas. With v-prediction the schedule is rescaled to
+    zero terminal SNR so sampling starts from pure noise, as training saw it."""
+    return dict(
+        DDIMScheduler(
+            num_train_timesteps=1000,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=True,  # the last step lands on the clean estimate
+            prediction_type=prediction_type,
+            timestep_spacing="trailing",
+            rescale_betas_zero_snr=prediction_type == "v_prediction",
+        ).config
+    )

@@ -1,0 +1,66 @@
+"""Build a fresh (untrained) UniRes model from configs: for training and for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..tasks import TRAINING_PROMPTS
+from .autoencoder import UniResAutoencoder
+from .bundle import ModelComponents, UniResSettings, default_scheduler_config
+from .prompt import TaskPromptTable
+from .unet import UNET_PRESETS, UNetConfig, build_unet
+
+
+@dataclass
+class AutoencoderConfig:
+    latent_channels: int = 32
+    channels: tuple[int, int] = (128, 256)
+    encoder_blocks: tuple[int, int] = (2, 2)
+    decoder_blocks: tuple[int, int] = (3, 3)
+
+
+@dataclass
+class ModelConfig:
+    unet: UNetConfig = field(default_factory=lambda: UNET_PRESETS["embedded"])
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    prompt_tokens: int = 4
+    prediction_type: str = "v_prediction"
+    settings: UniResSettings = field(default_factory=UniResSettings)
+
+
+def build_model(cfg: ModelConfig, vae: UniResAutoencoder | None = None) -> ModelComponents:
+    """Untrained components; ``vae`` lets training start from a trained autoencoder."""
+    if vae is None:
+        a = cfg.autoencoder
+        vae = UniResAutoencoder(
+            latent_channels=a.latent_channels,
+            channels=tuple(a.channels),
+            encoder_blocks=tuple(a.encoder_blocks),
+            decoder_blocks=tuple(a.decoder_blocks),
+        )
+    if vae.latent_channels != cfg.unet.latent_channels:
+        raise ValueError(
+            f"autoencoder has {vae.latent_channels} latent channels, "
+            f"UNet expects {cfg.unet.latent_channels}"
+        )
+    unet = build_unet(cfg.unet)
+    prompts = TaskPromptTable(
+        prompts=list(TRAINING_PROMPTS),
+        embed_dim=cfg.unet.cross_attention_dim,
+        tokens=cfg.prompt_tokens,
+    )
+    return ModelComponents(
+        unet, vae, prompts, default_scheduler_config(cfg.prediction_type), cfg.settings
+    )
+
+
+def tiny_model_config(prediction_type: str = "v_prediction", target: str = "latent") -> ModelConfig:
+    """A model small enough for unit tests (random weights: it restores nothing)."""
+    return ModelConfig(
+        unet=UNET_PRESETS["tiny"],
+        autoencoder=AutoencoderConfig(latent_channels=4, channels=(16, 32), encoder_blocks=(1, 1),
+                                      decoder_blocks=(1, 1)),
+        prompt_tokens=2,
+        prediction_type=prediction_type,
+        settings=UniResSettings(diffusion_target=target, default_steps=4),
+    )

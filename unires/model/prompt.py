@@ -1,0 +1,101 @@
+"""Prompt encoders: text prompt -> the sequence of embeddings the UNet cross-attends to.
+
+Two implementations behind one method, ``encode(prompts) -> (B, L, D)``:
+- ``TaskPromptTable``: a learned table, one row of tokens per known prompt. Small models
+  only ever see a handful of constant prompts (paper Tab. 1), so a text encoder is wasted.
+- ``CLIPPromptEncoder``: tokenizer + CLIP text encoder, as in Stable-Diffusion checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+
+class PromptEncoder(Protocol):
+    def encode(self, prompts: list[str]) -> torch.Tensor: ...
+
+
+class UnknownPromptError(ValueError):
+    pass
+
+
+class TaskPromptTable(ModelMixin, ConfigMixin):
+    """A learned embedding (``tokens`` x ``embed_dim``) for each of a fixed set of prompts.
+
+    The empty prompt (blind restoration / dropped text condition) has its own learned row,
+    as the empty string has its own encoding in a text encoder.
+    """
+
+    @register_to_config
+    def __init__(self, prompts: list[str], embed_dim: int = 256, tokens: int = 4):
+        super().__init__()
+        if len(set(prompts)) != len(prompts):
+            raise ValueError("duplicate prompts in the prompt table")
+        self.embedding = nn.Parameter(torch.randn(len(prompts), tokens, embed_dim) * 0.02)
+        self._index = {p: i for i, p in enumerate(prompts)}
+
+    def index(self, prompts: list[str]) -> torch.Tensor:
+        try:
+            rows = [self._index[p] for p in prompts]
+        except KeyError as e:
+            known = ", ".join(repr(p) for p in self.config.prompts)
+            raise UnknownPromptError(
+                f"prompt {e.args[0]!r} is not in this model's prompt table ({known})"
+            ) from None
+        return torch.tensor(rows, dtype=torch.long, device=self.embedding.device)
+
+    def forward(self, prompt_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding[prompt_ids]
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        return self(self.index(prompts))
+
+
+class CLIPPromptEncoder(nn.Module):
+    """Tokenizer + CLIP text encoder (Stable-Diffusion style: last hidden state)."""
+
+    def __init__(self, tokenizer, text_encoder):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, torch_dtype: torch.dtype | None = None):
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        folder = Path(folder)
+        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+        text_encoder = CLIPTextModel.from_pretrained(
+            folder / "text_encoder", local_files_only=True, **kwargs
+        )
+        return cls(tokenizer, text_encoder)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        self.text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_encoder.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_encoder.dtype
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        return self.text_encoder(ids)[0]

@@ -1,0 +1,316 @@
+"""``UniResPipeline``: image in, image out. The only place that knows every part.
+
+    LQ -> (x4: bicubic upscale) -> pad -> encode LQ / DownLQ -> DDIM with Eq. 2 mixing
+       -> (residual models: add the LQ latent back) -> decode -> crop -> colour fix
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .model.autoencoder import (
+    decode_latents,
+    encode_latents,
+    vae_downscale_factor,
+    vae_latent_channels,
+)
+from .model.bundle import ModelComponents, UniResSettings, load_model, save_model
+from .sampling.color import apply_color_fix
+from .sampling.conditions import down_up_lq
+from .sampling.ddim import TaskMixture, sample_unires_ddim
+from .sampling.tiling import (
+    TiledDenoiser,
+    latent_tile_for_budget,
+    tiled_apply,
+    with_oom_retry,
+)
+from .tasks import Condition, get_task
+from .weights import validate_weights
+
+EMBEDDED_MODEL_DIR = Path(__file__).parent / "weights" / "embedded"
+
+
+class EmbeddedModelMissing(FileNotFoundError):
+    pass
+
+
+def embedded_model_path() -> Path:
+    """The model shipped inside the package (the default everywhere)."""
+    if not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
+        raise EmbeddedModelMissing(
+            "the embedded UniRes model is not in this installation yet "
+            f"({EMBEDDED_MODEL_DIR} has no model_index.json): no restoration is possible "
+            "without trained weights; pass --model PATH to a trained UniRes model folder"
+        )
+    return EMBEDDED_MODEL_DIR
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r} (choose fp32, fp16 or bf16)") from None
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass
+class TileSettings:
+    """Latent tile side (None: choose from the memory budget; 0: never tile)."""
+
+    latent_tile: int | None = None
+    latent_overlap: int = 16
+    pixel_tile: int = 1024  # encode/decode tiles, in pixels
+    pixel_overlap: int = 64
+    memory_fraction: float = 0.5
+
+
+class UniResPipeline:
+    def __init__(self, components: ModelComponents, device=None, dtype=None):
+        self.unet = components.unet
+        self.vae = components.vae
+        self.prompt_encoder = components.prompt_encoder
+        self.scheduler_config = dict(components.scheduler_config)
+        self.settings: UniResSettings = components.settings
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        for m in (self.unet, self.vae, self.prompt_encoder):
+            m.eval().requires_grad_(False)
+        self.to(device, dtype)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, device=None, dtype=None
+    ) -> UniResPipeline:
+        """Load a model folder; ``None`` loads the embedded model shipped with the package."""
+        folder = Path(path) if path is not None else embedded_model_path()
+        return cls(load_model(folder), device=device, dtype=dtype)
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        return save_model(self.components(), path, dtype=dtype)
+
+    def components(self) -> ModelComponents:
+        return ModelComponents(
+            self.unet, self.vae, self.prompt_encoder, self.scheduler_config, self.settings
+        )
+
+    def to(self, device=None, dtype=None) -> UniResPipeline:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        # nn.Module.to: diffusers' own .to() warns on every dtype cast.
+        torch.nn.Module.to(self.unet, self.device, self.dtype)
+        torch.nn.Module.to(self.prompt_encoder, self.device, self.dtype)
+        # fp16 autoencoders overflow (SD's VAE famously): keep them in fp32 then.
+        vae_dtype = torch.float32 if self.dtype == torch.float16 else self.dtype
+        torch.nn.Module.to(self.vae, self.device, vae_dtype)
+        self._prompt_cache.clear()
+        return self
+
+    # ---- pieces -------------------------------------------------------------------------
+    @property
+    def vae_factor(self) -> int:
+        return vae_downscale_factor(self.vae)
+
+    @property
+    def latent_channels(self) -> int:
+        return vae_latent_channels(self.vae)
+
+    @property
+    def pad_multiple(self) -> int:
+        """Pixels per latent, times the UNet's total downsampling."""
+        return self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def prompt_embedding(self, code: str) -> torch.Tensor:
+        """(L, D) embedding of a task's prompt; computed once per pipeline."""
+        if code not in self._prompt_cache:
+            with torch.no_grad():
+                emb = self.prompt_encoder.encode([get_task(code).prompt])[0]
+            self._prompt_cache[code] = emb.to(self.device, self.dtype)
+        return self._prompt_cache[code]
+
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """Images B x 3 x H x W in [0, 1] (H, W multiples of the VAE factor) -> latents."""
+        x = (images * 2 - 1).to(self.device, self._vae_dtype())
+        f = self.vae_factor
+
+        def run(tile: int) -> torch.Tensor:
+            return tiled_apply(
+                lambda crop, _: encode_latents(self.vae, crop),
+                x,
+                tile,
+                tiles.pixel_overlap,
+                scale=1 / f,
+                align=f,
+            )
+
+        return with_oom_retry(run, tiles.pixel_tile, min_tile=4 * f, align=f).float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """Latents -> images in [0, 1] (not clamped yet: the colour fix comes first)."""
+        z = latents.to(self.device, self._vae_dtype())
+        f = self.vae_factor
+
+        def run(tile: int) -> torch.Tensor:
+            return tiled_apply(
+                lambda crop, _: decode_latents(self.vae, crop),
+                z,
+                max(1, tile // f),
+                max(1, tiles.pixel_overlap // f),
+                scale=f,
+            )
+
+        out = with_oom_retry(run, tiles.pixel_tile, min_tile=4 * f, align=f)
+        return (out.float() + 1) / 2
+
+    def _bytes_per_latent_pixel(self) -> float:
+        """Rough activation memory of one UNet call per latent pixel and batch element."""
+        cfg = self.unet.config
+        per = sum(
+            c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
+        )
+        return per * torch.finfo(self.dtype).bits / 8 * 2
+
+    def _latent_tile(self, n_tasks: int, tiles: TileSettings, shape) -> int:
+        if tiles.latent_tile is not None:
+            return tiles.latent_tile or max(shape[-2:])
+        budget = _available_memory(self.device) * tiles.memory_fraction
+        align = self.pad_multiple // self.vae_factor
+        return latent_tile_for_budget(n_tasks, self._bytes_per_latent_pixel(), budget, align)
+
+    # ---- restoration --------------------------------------------------------------------
+    @torch.no_grad()
+    def restore_tensor(
+        self,
+        lq: torch.Tensor,
+        weights: Mapping[str, float] | None = None,
+        *,
+        steps: int | None = None,
+        seed: int = 0,
+        scale: int = 1,
+        color_fix: str | None = "adain",
+        downlq_factor: int | None = None,
+        tiles: TileSettings | None = None,
+        eta: float = 0.0,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Restore B x 3 x H x W images in [0, 1]; returns B x 3 x (scale*H) x (scale*W)."""
+        if scale not in (1, 4):
+            raise ValueError(f"scale must be 1 or 4, got {scale}")
+        weights = validate_weights(weights or self.settings.default_weights)
+        active = {k: w for k, w in weights.items() if w != 0.0}
+        steps = steps or self.settings.default_steps
+        tiles = tiles or TileSettings()
+        factor = downlq_factor or self.settings.downlq_factor
+        lq = lq.float().clamp(0, 1)
+        if scale != 1:  # x4: restore the bicubic-upscaled LQ at the target size
+            lq = F.interpolate(
+                lq, scale_factor=scale, mode="bicubic", align_corners=False
+            ).clamp(0, 1)
+        h, w = lq.shape[-2:]
+        m = self.pad_multiple
+        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        padded = F.pad(lq, (0, pw, 0, ph), mode=mode) if ph or pw else lq
+
+        # Encode each distinct condition image once.
+        cond_images = {Condition.LQ: padded}
+        if any(get_task(k).condition == Condition.DOWN_LQ for k in active):
+            # DownLQ is built on the unpadded image so padding does not leak into it.
+            down = down_up_lq(lq, factor)
+            cond_images[Condition.DOWN_LQ] = F.pad(down, (0, pw, 0, ph), mode=mode)
+        cond_latents = {c: self.encode(img, tiles) for c, img in cond_images.items()}
+        z_lq = cond_latents[Condition.LQ]
+        per_task = {k: cond_latents[get_task(k).condition] for k in active}
+        embeds = {k: self.prompt_embedding(k) for k in active}
+
+        mixture = TaskMixture(self.unet, per_task, embeds, active)
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32).to(self.device)
+
+        align = m // self.vae_factor
+
+        def sample(latent_tile: int) -> torch.Tensor:
+            tiled = latent_tile < max(z_lq.shape[-2:])
+            model = (
+                TiledDenoiser(mixture, latent_tile, tiles.latent_overlap, align)
+                if tiled
+                else mixture
+            )
+            return sample_unires_ddim(
+                model,
+                noise,
+                self.scheduler_config,
+                steps,
+                eta=eta,
+                generator=gen,
+                disable=not progress,
+            )
+
+        latent_tile = self._latent_tile(len(active), tiles, z_lq.shape)
+        x0 = with_oom_retry(sample, latent_tile, min_tile=2 * align, align=align)
+        if self.settings.diffusion_target == "residual":
+            z0 = z_lq + x0 / self.settings.residual_scale
+        else:
+            z0 = x0
+        out = self.decode(z0, tiles)[..., :h, :w]
+        out = apply_color_fix(out, lq.to(out), color_fix)
+        return out.clamp(0, 1).cpu()
+
+    def __call__(self, image, weights: Mapping[str, float] | None = None, **kwargs):
+        """Restore a PIL image, an H x W x 3 array in [0, 1] or uint8, or a tensor.
+
+        Returns a PIL image for PIL/array input and a tensor for tensor input.
+        """
+        if isinstance(image, torch.Tensor):
+            batch = image if image.dim() == 4 else image[None]
+            return self.restore_tensor(batch, weights, **kwargs)
+        if isinstance(image, Image.Image):
+            arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        else:
+            arr = np.asarray(image)
+            arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
+        out = self.restore_tensor(t[None], weights, **kwargs)[0]
+        arr8 = (out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(arr8)

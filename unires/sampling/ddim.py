@@ -1,0 +1,122 @@
+"""The UniRes DDIM loop: task predictions mixed by Eq. 2 at every step.
+
+``TaskMixture`` is the model wrapper (as k-diffusion's CFG denoisers): it evaluates every
+task with a non-zero weight in ONE batched UNet call and mixes the outputs with Eq. 2.
+``sample_unires_ddim`` is the sampler: a plain loop over DDIM steps with no hidden state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from diffusers import DDIMScheduler
+from tqdm.auto import tqdm
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def predict_tasks(
+    unet: torch.nn.Module,
+    z_t: torch.Tensor,
+    t: torch.Tensor,
+    cond_latents: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+) -> torch.Tensor:
+    """All task predictions in one UNet call.
+
+    z_t: (B, C, h, w) noisy latent; cond_latents: (K, B, C, h, w), the condition latent of
+    each of K tasks; prompt_embeds: (K, L, D). Returns (K, B, C, h, w) model outputs
+    (eps or v, as the model was trained): eps_theta(z_t, z_cond_k, s_k).
+    """
+    k, b = cond_latents.shape[:2]
+    dtype = next(unet.parameters()).dtype
+    x = torch.cat([z_t.unsqueeze(0).expand(k, *z_t.shape), cond_latents], dim=2)
+    x = x.reshape(k * b, -1, *z_t.shape[-2:]).to(dtype)
+    ctx = prompt_embeds.unsqueeze(1).expand(k, b, *prompt_embeds.shape[1:])
+    ctx = ctx.reshape(k * b, *prompt_embeds.shape[1:]).to(dtype)
+    out = unet(x, t, encoder_hidden_states=ctx).sample
+    return out.reshape(k, b, *out.shape[1:]).float()
+
+
+def combine_task_predictions(predictions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: eps~(z_t, z_LQ; w) = sum_k w_k * eps_theta(z_t, z_LQ, s_k), with sum_k w_k = 1.
+
+    predictions: (K, ...); weights: (K,). Because the weights sum to one, mixing
+    v-predictions gives the same x0 as mixing eps-predictions (v is affine in eps at fixed z_t).
+    """
+    w = weights.to(predictions).reshape(-1, *([1] * (predictions.dim() - 1)))
+    return (w * predictions).sum(dim=0)
+
+
+class TaskMixture:
+    """Denoiser ``(z_t, t) -> mixed model output`` over the tasks with non-zero weight.
+
+    cond_latents / prompt_embeds map task code -> (B, C, h, w) / (L, D). Tasks whose weight
+    is zero are dropped here and never evaluated. ``tiler`` (optional) splits the latent
+    into overlapping tiles and blends the mixed outputs (see ``tiling.TiledDenoiser``).
+    """
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        cond_latents: Mapping[str, torch.Tensor],
+        prompt_embeds: Mapping[str, torch.Tensor],
+        weights: Mapping[str, float],
+    ):
+        self.unet = unet
+        self.tasks = [k for k, w in weights.items() if w != 0.0]
+        if not self.tasks:
+            raise ValueError("all task weights are zero")
+        self.cond = torch.stack([cond_latents[k] for k in self.tasks])
+        self.embeds = torch.stack([prompt_embeds[k] for k in self.tasks])
+        self.weights = torch.tensor([float(weights[k]) for k in self.tasks], dtype=torch.float64)
+
+    def predict(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        preds = predict_tasks(self.unet, z_t, t, cond, self.embeds)
+        return combine_task_predictions(preds, self.weights.float())
+
+    def __call__(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.predict(z_t, t, self.cond)
+
+
+def make_scheduler(scheduler_config: Mapping, steps: int) -> DDIMScheduler:
+    """A fresh DDIM scheduler for one sampling run (the loop keeps no state between runs)."""
+    scheduler = DDIMScheduler.from_config(dict(scheduler_config))
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+@torch.no_grad()
+def sample_unires_ddim(
+    model: Denoiser,
+    x: torch.Tensor,
+    scheduler_config: Mapping,
+    steps: int,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    disable: bool | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> torch.Tensor:
+    """DDIM from ``x`` = x_T (already scaled by the scheduler's init noise sigma) to x_0.
+
+    ``model(x_t, t)`` returns the mixed model output (``TaskMixture``). ``callback`` gets
+    {"i", "t", "x", "model_output", "pred_x0"} after every step (for previews and searches).
+    """
+    scheduler = make_scheduler(scheduler_config, steps)
+    for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable, desc="sampling")):
+        model_output = model(x, t)
+        out = scheduler.step(model_output, t, x, eta=eta, generator=generator)
+        x = out.prev_sample
+        if callback is not None:
+            callback(
+                {
+                    "i": i,
+                    "t": t,
+                    "x": x,
+                    "model_output": model_output,
+                    "pred_x0": out.pred_original_sample,
+                }
+            )
+    return x

@@ -1,0 +1,522 @@
+"""Multi-task training of the UniRes denoiser on HF accelerate (paper Sec. 3.1-3.2, Sec. 4).
+
+Each sample is one isolated task (SR, MD, DD, DN, drawn with the paper's probabilities)
+with its constant prompt; the LQ latent is concatenated to the noisy latent. The image and
+the text condition are each dropped with p = 0.1 (independent draws, so BR -- LQ with an
+empty prompt -- and the fully unconditional model are both learned).
+
+    unires train --config configs/tiny.yaml [--resume]
+    accelerate launch -m unires.train --config configs/sd-finetune.yaml
+
+Checkpoints are written atomically (a new folder renamed over the old one) every
+``checkpoint_every`` steps and when the run ends or gets SIGINT/SIGTERM; ``--resume``
+restores the exact step, optimizer, learning-rate schedule, EMA and RNG state, and the data
+stream continues where it stopped (every sample is a function of (seed, sample index)).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import load_yaml, to_dict
+from ..model.autoencoder import UniResAutoencoder, encode_latents
+from ..model.bundle import ModelComponents, load_model, save_model
+from ..model.factory import ModelConfig, build_model
+from ..model.prompt import TaskPromptTable
+from ..sampling.ddim import make_scheduler
+from ..tasks import TRAINING_TASK_PROBS
+from ..utils import atomic_write_text
+from .ema import EMA
+
+
+@dataclass
+class DataConfig:
+    hq_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train-hq"])
+    crop: int = 256
+    task_probs: dict[str, float] = field(default_factory=lambda: dict(TRAINING_TASK_PROBS))
+    prompt_augmentation: bool = True  # paper App. A.7: 1% positive, 1% negative words
+    workers: int = 2
+    val_dir: str | None = "../shared/data/val-hq"
+    val_images: int = 4
+    val_crop: int = 128
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"  # cosine | constant_with_warmup
+    warmup: int = 200
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # Frozen autoencoder folder (a trained UniResAutoencoder); required unless init_from.
+    autoencoder: str | None = None
+    # Start from a UniRes model folder (e.g. one converted from Stable Diffusion).
+    init_from: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: str = "runs/unires"
+    steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.999
+    image_drop: float = 0.1
+    text_drop: float = 0.1
+    checkpoint_every: int = 200
+    validate_every: int = 500
+    val_steps: int = 10
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # 0: torch default
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+class SampleIndices(torch.utils.data.Sampler):
+    """Sample indices start..end: resuming continues the same data stream."""
+
+    def __init__(self, start: int, end: int):
+        self.start, self.end = start, end
+
+    def __iter__(self):
+        return iter(range(self.start, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def build_train_dataset(cfg: TrainConfig):
+    from ..data.hq_folder import MultiTaskDataset
+
+    return MultiTaskDataset(
+        cfg.data.hq_dirs,
+        crop=cfg.data.crop,
+        task_probs=cfg.data.task_probs,
+        prompt_augmentation=cfg.data.prompt_augmentation,
+        seed=cfg.seed,
+    )
+
+
+def build_val_batch(cfg: TrainConfig) -> dict | None:
+    """Fixed validation crops, each degraded with the task of its row (seeded)."""
+    if not cfg.data.val_dir or not Path(cfg.data.val_dir).is_dir():
+        return None
+    from ..data.hq_folder import MultiTaskDataset
+
+    tasks = list(TRAINING_TASK_PROBS)
+    ds = MultiTaskDataset(
+        [cfg.data.val_dir],
+        crop=cfg.data.val_crop,
+        task_probs={t: 1.0 for t in tasks},
+        prompt_augmentation=False,
+        seed=cfg.seed + 1,
+        random_crop=False,
+    )
+    items = [ds.sample(i, task=tasks[i % len(tasks)]) for i in range(cfg.data.val_images)]
+    return {
+        "lq": torch.stack([it["lq"] for it in items]),
+        "hq": torch.stack([it["hq"] for it in items]),
+        "task": [it["task"] for it in items],
+    }
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "lq": torch.stack([it["lq"] for it in items]),
+        "hq": torch.stack([it["hq"] for it in items]),
+        "prompt": [it["prompt"] for it in items],
+        "task": [it["task"] for it in items],
+    }
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+
+
+def _checkpoint_dirs(out: Path) -> tuple[Path, Path, Path]:
+    return out / "checkpoint", out / ".checkpoint-new", out / ".checkpoint-old"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    final, _, old = _checkpoint_dirs(out)
+    if (final / "trainer_state.json").is_file():
+        return final
+    if (old / "trainer_state.json").is_file():  # killed between the two renames
+        return old
+    return None
+
+
+def save_checkpoint(accelerator, out: Path, state: dict) -> None:
+    """Write into a fresh folder, then swap it in: a kill leaves one complete checkpoint."""
+    final, new, old = _checkpoint_dirs(out)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(new, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(new))
+    if accelerator.is_main_process:
+        atomic_write_text(new / "trainer_state.json", json.dumps(state, indent=2))
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        new.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+# ---- the trainer --------------------------------------------------------------------------
+
+
+def _initial_components(cfg: TrainConfig) -> ModelComponents:
+    if cfg.init_from:
+        return load_model(cfg.init_from)
+    if not cfg.autoencoder:
+        raise ValueError("set `autoencoder:` (a trained autoencoder folder) or `init_from:`")
+    vae = UniResAutoencoder.from_pretrained(cfg.autoencoder)
+    return build_model(cfg.model, vae=vae)
+
+
+@torch.no_grad()
+def estimate_residual_scale(vae, dataset, n: int = 32) -> float:
+    """1 / std of (z_HQ - z_LQ): makes the diffused residual roughly unit-variance."""
+    items = [dataset[i] for i in range(n)]
+    hq = torch.stack([it["hq"] for it in items])
+    lq = torch.stack([it["lq"] for it in items])
+    r = encode_latents(vae, hq * 2 - 1) - encode_latents(vae, lq * 2 - 1)
+    return float(1.0 / r.std().clamp_min(1e-3))
+
+
+def diffusion_target(settings, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
+    """The diffused variable x0: the clean latent (paper) or the scaled residual."""
+    if settings.diffusion_target == "residual":
+        return (z_hq - z_lq) * settings.residual_scale
+    return z_hq
+
+
+def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
+    """Train; returns the output folder. ``max_steps`` stops early (tests), checkpointing."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = "tensorboard"
+    except ImportError:
+        log_with = None
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=log_with,
+        project_dir=str(out),
+    )
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+
+    comps = _initial_components(cfg)
+    unet, vae, prompt_encoder = comps.unet, comps.vae, comps.prompt_encoder
+    settings = copy.deepcopy(comps.settings)
+    vae.requires_grad_(False).eval().to(accelerator.device)
+    trainable_prompts = isinstance(prompt_encoder, TaskPromptTable)
+    if not trainable_prompts:
+        prompt_encoder.requires_grad_(False).eval().to(accelerator.device)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+
+    dataset = build_train_dataset(cfg)
+    ckpt = latest_checkpoint(out) if resume else None
+    trainer_state = json.loads((ckpt / "trainer_state.json").read_text()) if ckpt else {}
+    if settings.diffusion_target == "residual":
+        if "residual_scale" in trainer_state:
+            settings.residual_scale = trainer_state["residual_scale"]
+        elif settings.residual_scale <= 0:
+            settings.residual_scale = estimate_residual_scale(vae.to("cpu"), dataset)
+            vae.to(accelerator.device)
+    params = list(unet.parameters())
+    if trainable_prompts:
+        params += list(prompt_encoder.parameters())
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
+    )
+    lr_scheduler = get_scheduler(
+        cfg.optim.schedule,
+        optimizer=optimizer,
+        num_warmup_steps=cfg.optim.warmup * accelerator.num_processes,
+        num_training_steps=cfg.steps * accelerator.num_processes,
+    )
+    ema = EMA(params, cfg.ema_decay)
+    accelerator.register_for_checkpointing(ema)
+
+    step = int(trainer_state.get("step", 0))
+    per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=SampleIndices(step * per_step, cfg.steps * per_step),
+        num_workers=cfg.data.workers,
+        collate_fn=collate,
+        drop_last=True,
+        persistent_workers=cfg.data.workers > 0,
+    )
+    if trainable_prompts:
+        unet, prompt_encoder, optimizer, loader, lr_scheduler = accelerator.prepare(
+            unet, prompt_encoder, optimizer, loader, lr_scheduler
+        )
+    else:
+        unet, optimizer, loader, lr_scheduler = accelerator.prepare(
+            unet, optimizer, loader, lr_scheduler
+        )
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        accelerator.print(f"resumed from {ckpt} at step {step}")
+    if log_with:
+        accelerator.init_trackers("unires", config={"steps": cfg.steps, "lr": cfg.optim.lr})
+
+    noise_scheduler = make_scheduler(comps.scheduler_config, 10)
+    num_train_timesteps = noise_scheduler.config.num_train_timesteps
+    prediction_type = noise_scheduler.config.prediction_type
+    val_batch = build_val_batch(cfg) if accelerator.is_main_process else None
+    prompt_cache: dict[str, torch.Tensor] = {}
+
+    def embed(prompts: list[str]) -> torch.Tensor:
+        if trainable_prompts:
+            table = accelerator.unwrap_model(prompt_encoder)
+            return prompt_encoder(table.index(prompts))
+        missing = [p for p in set(prompts) if p not in prompt_cache]
+        if missing:
+            with torch.no_grad():
+                for p, e in zip(missing, prompt_encoder.encode(missing), strict=True):
+                    prompt_cache[p] = e
+        return torch.stack([prompt_cache[p] for p in prompts])
+
+    def state() -> dict:
+        return {
+            "step": step,
+            "residual_scale": settings.residual_scale,
+            "samples_seen": step * per_step,
+            "time": time.time(),
+        }
+
+    stop = {"now": False}
+
+    def request_stop(signum, frame):
+        stop["now"] = True
+
+    old_handlers = {
+        s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    last = min(cfg.steps, max_steps if max_steps is not None else cfg.steps)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc="training",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
+    smoothed = None
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + step)
+    try:
+        for batch in loader:
+            if step >= last or stop["now"]:
+                break
+            with accelerator.accumulate(unet):
+                hq = batch["hq"].to(accelerator.device)
+                lq = batch["lq"].to(accelerator.device)
+                with torch.no_grad():
+                    z_hq = encode_latents(vae, hq * 2 - 1)
+                    z_lq = encode_latents(vae, lq * 2 - 1)
+                x0 = diffusion_target(settings, z_hq, z_lq)
+                b = x0.shape[0]
+                noise = torch.randn(x0.shape, generator=gen).to(x0)
+                t = torch.randint(0, num_train_timesteps, (b,), generator=gen).to(x0.device)
+                x_t = noise_scheduler.add_noise(x0, noise, t)
+                if prediction_type == "v_prediction":
+                    target = noise_scheduler.get_velocity(x0, noise, t)
+                elif prediction_type == "epsilon":
+                    target = noise
+                else:
+                    target = x0
+                # Independent draws: image condition and text condition (paper Sec. 3.2).
+                drop_image = (torch.rand(b, generator=gen) < cfg.image_drop).to(x0.device)
+                drop_text = (torch.rand(b, generator=gen) < cfg.text_drop).tolist()
+                cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(z_lq), z_lq)
+                prompts = ["" if d else p for p, d in zip(batch["prompt"], drop_text, strict=True)]
+                ctx = embed(prompts)
+                pred = unet(torch.cat([x_t, cond], dim=1), t, encoder_hidden_states=ctx).sample
+                loss = F.mse_loss(pred.float(), target.float())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(params, cfg.optim.grad_clip)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            ema.update()
+            step += 1
+            value = accelerator.gather(loss.detach()[None]).mean().item()
+            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.1e}")
+            if step % cfg.log_every == 0:
+                accelerator.log({"loss": value, "lr": lr_scheduler.get_last_lr()[0]}, step=step)
+            if step % cfg.checkpoint_every == 0:
+                save_checkpoint(accelerator, out, state())
+            if val_batch is not None and step % cfg.validate_every == 0:
+                metrics = validate(
+                    accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_batch, step
+                )
+                accelerator.log(metrics, step=step)
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    finally:
+        bar.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    save_checkpoint(accelerator, out, state())
+    if step >= cfg.steps and accelerator.is_main_process:
+        export_model(accelerator, comps, unet, prompt_encoder, ema, settings, out / "final")
+    accelerator.end_training()
+    return out
+
+
+def _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings) -> ModelComponents:
+    """A copy of the model carrying the EMA weights (training weights untouched)."""
+    unet_copy = copy.deepcopy(accelerator.unwrap_model(unet)).float().eval()
+    pe = accelerator.unwrap_model(prompt_encoder)
+    pe_copy = copy.deepcopy(pe).float().eval() if isinstance(pe, TaskPromptTable) else pe
+    params = list(unet_copy.parameters())
+    if isinstance(pe_copy, TaskPromptTable):
+        params += list(pe_copy.parameters())
+    ema.copy_to(params)
+    return ModelComponents(unet_copy, comps.vae, pe_copy, comps.scheduler_config, settings)
+
+
+def export_model(accelerator, comps, unet, prompt_encoder, ema, settings, folder: Path) -> Path:
+    """Write the EMA model as a UniRes model folder (fp16 safetensors)."""
+    model = _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp, dtype=torch.float16)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+@torch.no_grad()
+def validate(accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_batch, step):
+    """One-hot restoration of fixed crops with the EMA weights: a PNG grid and PSNRs.
+
+    Grid rows: LQ | BR | SR | MD | DD | DN | GT. Metrics: PSNR of LQ and of the one-hot
+    task that matches each crop's degradation.
+    """
+    from PIL import Image
+
+    from ..pipeline import UniResPipeline
+
+    model = _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings)
+    pipe = UniResPipeline(model, device=accelerator.device, dtype="fp32")
+    lq, hq = val_batch["lq"], val_batch["hq"]
+    codes = ["br", *TRAINING_TASK_PROBS]
+    outs = {
+        c: pipe.restore_tensor(lq, {c: 1.0}, steps=cfg.val_steps, seed=0, color_fix="none")
+        for c in codes
+    }
+
+    def psnr(a, b):
+        return -10 * torch.log10(((a - b) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
+
+    matched = torch.stack(
+        [outs[task][i] for i, task in enumerate(val_batch["task"])]
+    )
+    metrics = {
+        "val_psnr_lq": float(psnr(lq, hq).mean()),
+        "val_psnr_matched": float(psnr(matched, hq).mean()),
+        "val_psnr_br": float(psnr(outs["br"], hq).mean()),
+    }
+    rows = [torch.cat([lq[i], *[outs[c][i] for c in codes], hq[i]], dim=-1) for i in range(len(lq))]
+    grid = torch.cat(rows, dim=-2).clamp(0, 1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+    val_dir = Path(cfg.output_dir) / "val"
+    val_dir.mkdir(parents=True, exist_ok=True)
+    from ..utils import atomic_path
+
+    with atomic_path(val_dir / f"step{step:07d}.png") as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    with open(val_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    return metrics
+
+
+def export_from_checkpoint(cfg: TrainConfig, folder: Path | None = None) -> Path:
+    """Write the EMA model of the latest checkpoint as a model folder, without training."""
+    from accelerate import Accelerator
+
+    out = Path(cfg.output_dir)
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise FileNotFoundError(f"{out}: no checkpoint to export")
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    accelerator = Accelerator(cpu=True)
+    comps = _initial_components(cfg)
+    settings = copy.deepcopy(comps.settings)
+    if settings.diffusion_target == "residual":
+        settings.residual_scale = state["residual_scale"]
+    params = list(comps.unet.parameters())
+    if isinstance(comps.prompt_encoder, TaskPromptTable):
+        params += list(comps.prompt_encoder.parameters())
+    ema = EMA(params, cfg.ema_decay)
+    ema.load_state_dict(torch.load(_ema_file(ckpt), map_location="cpu", weights_only=False))
+    return export_model(
+        accelerator, comps, comps.unet, comps.prompt_encoder, ema, settings,
+        folder or out / f"export-step{state['step']}",
+    )
+
+
+def _ema_file(ckpt: Path) -> Path:
+    """accelerate saves registered objects as custom_checkpoint_<i>.pkl."""
+    files = sorted(ckpt.glob("custom_checkpoint_*.pkl"))
+    if not files:
+        raise FileNotFoundError(f"{ckpt}: no EMA state in checkpoint")
+    return files[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m unires.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    ap.add_argument("--export", type=Path, nargs="?", const=None, default=False,
+                    help="write the EMA model of the last checkpoint and exit")
+    args = ap.parse_args(argv)
+    cfg = load_yaml(TrainConfig, args.config)
+    if args.export is not False:
+        print(export_from_checkpoint(cfg, args.export))
+        return 0
+    train(cfg, resume=args.resume)
+    return 0
+

@@ -1,0 +1,39 @@
+"""Exponential moving average of model weights (the weights that get shipped)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class EMA:
+    """``shadow = decay * shadow + (1 - decay) * param`` with a warm-up on the decay, so
+    early averages are not dominated by the random initialisation."""
+
+    def __init__(self, parameters, decay: float = 0.999):
+        self.params = [p for p in parameters if p.requires_grad]
+        self.shadow = [p.detach().clone().float() for p in self.params]
+        self.decay = decay
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        d = self.current_decay()
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.lerp_(p.detach().float(), 1 - d)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, parameters) -> None:
+        for s, p in zip(self.shadow, [p for p in parameters if p.requires_grad], strict=True):
+            p.copy_(s.to(p.dtype))
+
+    def state_dict(self) -> dict:
+        return {"shadow": self.shadow, "decay": self.decay, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow = [s.clone() for s in state["shadow"]]
+        self.decay = state["decay"]
+        self.updates = state["updates"]
