@@ -28,8 +28,19 @@ def test_restore_batch_goes_on_past_bad_files(tiny_model_dir, tmp_path, capsys):
     rgba = _write_inputs(tmp_path / "in")
     before = {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()}
     code = main(
-        ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model",
-         str(tiny_model_dir), "--steps", "2", "-q", "--weights", "md=0.6,dn=-0.2,downlq=0.6"]
+        [
+            "restore",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_model_dir),
+            "--steps",
+            "2",
+            "-q",
+            "--weights",
+            "md=0.6,dn=-0.2,downlq=0.6",
+        ]
     )
     err = capsys.readouterr().err
     assert code == 1
@@ -53,8 +64,19 @@ def test_output_into_input_folder_never_overwrites(tiny_model_dir, tmp_path):
     folder.mkdir()
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "x.png")
     original = (folder / "x.png").read_bytes()
-    args = ["restore", str(folder), "-o", str(folder), "--model", str(tiny_model_dir),
-            "--steps", "1", "-q", "--weights", "dn=1"]
+    args = [
+        "restore",
+        str(folder),
+        "-o",
+        str(folder),
+        "--model",
+        str(tiny_model_dir),
+        "--steps",
+        "1",
+        "-q",
+        "--weights",
+        "dn=1",
+    ]
     assert main(args) == 0
     assert (folder / "x.png").read_bytes() == original
     assert (folder / "x_unires.png").is_file()
@@ -67,8 +89,21 @@ def test_skip_existing_and_scale4(tiny_model_dir, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(np.full((20, 24, 3), 120, np.uint8)).save(folder / "x.png")
-    args = ["restore", str(folder / "x.png"), "-o", str(tmp_path / "o"), "--model",
-            str(tiny_model_dir), "--steps", "1", "-q", "--scale", "4", "--weights", "sr=1"]
+    args = [
+        "restore",
+        str(folder / "x.png"),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(tiny_model_dir),
+        "--steps",
+        "1",
+        "-q",
+        "--scale",
+        "4",
+        "--weights",
+        "sr=1",
+    ]
     assert main(args) == 0
     with Image.open(tmp_path / "o" / "x.png") as im:
         assert im.size == (96, 80)
@@ -89,8 +124,17 @@ def test_skip_existing_and_scale4(tiny_model_dir, tmp_path, capsys):
 )
 def test_usage_errors_exit_2(tiny_model_dir, tmp_path, capsys, extra, message):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
-    code = main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
-                 str(tiny_model_dir), *extra])
+    code = main(
+        [
+            "restore",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model_dir),
+            *extra,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
@@ -99,15 +143,31 @@ def test_usage_errors_exit_2(tiny_model_dir, tmp_path, capsys, extra, message):
 def test_missing_model_is_one_line(tmp_path, capsys):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(SystemExit) as e:
-        main(["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
-              str(tmp_path / "nope")])
+        main(
+            [
+                "restore",
+                str(tmp_path / "x.png"),
+                "-o",
+                str(tmp_path / "o"),
+                "--model",
+                str(tmp_path / "nope"),
+            ]
+        )
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "nope" in err and len(err.splitlines()) == 1
 
 
 def test_no_inputs_found(tiny_model_dir, tmp_path, capsys):
-    code = main(["restore", str(tmp_path / "missing*.png"), "-o", str(tmp_path / "o"),
-                 "--model", str(tiny_model_dir)])
+    code = main(
+        [
+            "restore",
+            str(tmp_path / "missing*.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model_dir),
+        ]
+    )
     assert code == 1
     assert "missing" in capsys.readouterr().err

@@ -21,7 +21,9 @@ def _tiny_clip(folder):
     chars = list(string.ascii_lowercase + string.digits + "-,.")
     vocab = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
     (folder / "tokenizer").mkdir(parents=True)
-    (folder / "tokenizer" / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "tokenizer" / "vocab.json").write_text(
+        json.dumps({t: i for i, t in enumerate(vocab)})
+    )
     (folder / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
     tok = CLIPTokenizer(
         str(folder / "tokenizer" / "vocab.json"),

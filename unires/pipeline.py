@@ -1,7 +1,7 @@
 """``UniResPipeline``: image in, image out. The only place that knows every part.
 
-    LQ -> (x4: bicubic upscale) -> pad -> encode LQ / DownLQ -> DDIM with Eq. 2 mixing
-       -> (residual models: add the LQ latent back) -> decode -> crop -> colour fix
+LQ -> (x4: bicubic upscale) -> pad -> encode LQ / DownLQ -> DDIM with Eq. 2 mixing
+   -> (residual models: add the LQ latent back) -> decode -> crop -> colour fix
 """
 
 from __future__ import annotations
@@ -244,9 +244,9 @@ class UniResPipeline:
         factor = downlq_factor or self.settings.downlq_factor
         lq = lq.float().clamp(0, 1)
         if scale != 1:  # x4: restore the bicubic-upscaled LQ at the target size
-            lq = F.interpolate(
-                lq, scale_factor=scale, mode="bicubic", align_corners=False
-            ).clamp(0, 1)
+            lq = F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(
+                0, 1
+            )
         h, w = lq.shape[-2:]
         m = self.pad_multiple
         ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, convert, restore, train
+from . import bench, convert, degrade, restore, train
 
-COMMANDS = (restore, train, convert, bench)
+COMMANDS = (restore, degrade, train, convert, bench)
 
 
 class UsageError(Exception):

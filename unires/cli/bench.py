@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", type=Path, help="also write the result as JSON")
     s.set_defaults(func=run_speed)
 
+    from ..bench.degrade_throughput import add_bench_parser
+
+    add_bench_parser(bench)
+
 
 def run_speed(args: argparse.Namespace) -> int:
     from ..bench.speed import format_result, result_dict, run_speed_benchmark

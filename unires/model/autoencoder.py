@@ -31,8 +31,11 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
     """Deterministic f=8 autoencoder: 3 x H x W  <->  latent_channels x H/8 x W/8.
 
     Encoder: pixel-unshuffle x4, convs at H/4, strided conv to H/8, convs, project.
-    Decoder mirrors it with pixel-shuffle. ``scaling_factor`` / ``shift_factor`` map raw
-    latents to roughly unit variance for diffusion (set after training from data).
+    Decoder mirrors it with pixel-shuffle. With ``linear_skip`` a linear path (8x8 patch ->
+    latent -> 8x8 patch) runs beside the convolutions; initialised to the PCA of 8x8 patches
+    (``init_linear_skip``) with the convolutional outputs at zero, training starts from the
+    best linear autoencoder instead of from noise. ``scaling_factor`` / ``shift_factor`` map
+    raw latents to roughly unit variance for diffusion (set after training from data).
     """
 
     @register_to_config
@@ -44,6 +47,7 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
         decoder_blocks: tuple[int, int] = (3, 3),
         scaling_factor: float = 1.0,
         shift_factor: float = 0.0,
+        linear_skip: bool = False,
     ):
         super().__init__()
         c_hi, c_lo = channels
@@ -59,8 +63,27 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
         self.dec_hi = nn.Sequential(*[ResBlock(c_hi) for _ in range(decoder_blocks[0])])
         self.dec_out = nn.Conv2d(c_hi, 3 * 16, 3, padding=1)
         self.act = nn.SiLU()
+        if linear_skip:
+            self.enc_skip = nn.Conv2d(3 * 64, latent_channels, 1)
+            self.dec_skip = nn.Conv2d(latent_channels, 3 * 64, 1)
 
     downscale_factor = 8
+
+    @torch.no_grad()
+    def init_linear_skip(self, patches: torch.Tensor) -> None:
+        """PCA of flattened 8x8 patches (N x 192, pixel-unshuffle order) initialises the
+        linear path; the convolutional paths' last layers start at zero."""
+        mean = patches.mean(0)
+        cov = torch.cov((patches - mean).T.double())
+        _, vecs = torch.linalg.eigh(cov)
+        basis = vecs[:, -self.config.latent_channels :].flip(-1).float()  # 192 x C
+        self.enc_skip.weight.copy_(basis.T[..., None, None])
+        self.enc_skip.bias.copy_(-(basis.T @ mean))
+        self.dec_skip.weight.copy_(basis[..., None, None])
+        self.dec_skip.bias.copy_(mean)
+        for conv in (self.enc_out, self.dec_out):
+            conv.weight.zero_()
+            conv.bias.zero_()
 
     @property
     def latent_channels(self) -> int:
@@ -69,13 +92,18 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
     def encode_raw(self, x: torch.Tensor) -> torch.Tensor:
         h = self.enc_in(nn.functional.pixel_unshuffle(x, 4))
         h = self.enc_down(self.act(self.enc_hi(h)))
-        return self.enc_out(self.act(self.enc_lo(h)))
+        z = self.enc_out(self.act(self.enc_lo(h)))
+        if self.config.linear_skip:
+            z = z + self.enc_skip(nn.functional.pixel_unshuffle(x, 8))
+        return z
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         h = self.dec_lo(self.dec_in(z))
         h = nn.functional.pixel_shuffle(self.dec_up(self.act(h)), 2)
-        h = self.dec_out(self.act(self.dec_hi(h)))
-        return nn.functional.pixel_shuffle(h, 4)
+        h = nn.functional.pixel_shuffle(self.dec_out(self.act(self.dec_hi(h))), 4)
+        if self.config.linear_skip:
+            h = h + nn.functional.pixel_shuffle(self.dec_skip(z), 8)
+        return h
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return (self.encode_raw(x) - self.config.shift_factor) * self.config.scaling_factor

@@ -58,8 +58,9 @@ def tiny_model_config(prediction_type: str = "v_prediction", target: str = "late
     """A model small enough for unit tests (random weights: it restores nothing)."""
     return ModelConfig(
         unet=UNET_PRESETS["tiny"],
-        autoencoder=AutoencoderConfig(latent_channels=4, channels=(16, 32), encoder_blocks=(1, 1),
-                                      decoder_blocks=(1, 1)),
+        autoencoder=AutoencoderConfig(
+            latent_channels=4, channels=(16, 32), encoder_blocks=(1, 1), decoder_blocks=(1, 1)
+        ),
         prompt_tokens=2,
         prediction_type=prediction_type,
         settings=UniResSettings(diffusion_target=target, default_steps=4),

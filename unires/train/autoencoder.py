@@ -37,6 +37,7 @@ class AutoencoderModelConfig:
     channels: tuple[int, int] = (128, 256)
     encoder_blocks: tuple[int, int] = (2, 2)
     decoder_blocks: tuple[int, int] = (3, 3)
+    linear_skip: bool = True
 
 
 @dataclass
@@ -83,9 +84,7 @@ class CropSampler:
             self.images.append(img)
             h, w = img.shape[1:]
             if min(h, w) // 2 >= crop:
-                half = F.interpolate(
-                    img[None].float(), size=(h // 2, w // 2), mode="area"
-                ).round()
+                half = F.interpolate(img[None].float(), size=(h // 2, w // 2), mode="area").round()
                 self.images.append(half[0].clamp(0, 255).to(torch.uint8))
         self.images = [im for im in self.images if min(im.shape[1:]) >= crop]
         if not self.images:
@@ -204,6 +203,13 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
         print(f"resumed from step {step}")
     sampler = CropSampler(list_images(cfg.train_dirs), cfg.crop)
     print(f"{len(sampler.images)} training images (with half-scale copies)")
+    if step == 0 and cfg.model.linear_skip:
+        pca_gen = torch.Generator().manual_seed(cfg.seed + 99)
+        crops = torch.cat([sampler.sample(16, pca_gen) for _ in range(8)])
+        patches = F.pixel_unshuffle(crops, 8).permute(0, 2, 3, 1).reshape(-1, 3 * 64)
+        model.init_linear_skip(patches)
+        if cfg.val_dir:
+            print(f"PCA initialisation: val PSNR {psnr_on_folder(model, cfg.val_dir):.2f} dB")
 
     stop = {"now": False}
 
@@ -213,7 +219,6 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    log = open(out / "log.jsonl", "a", encoding="utf-8")
     bar = tqdm(total=cfg.steps, initial=step, desc="autoencoder", dynamic_ncols=True)
     t0 = time.time()
     while step < cfg.steps and not stop["now"]:
@@ -236,8 +241,8 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
         if cfg.val_dir and (step % cfg.eval_every == 0 or step == cfg.steps):
             rec["val_psnr"] = psnr_on_folder(model, cfg.val_dir)
             bar.write(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB")
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
+        with open(out / "log.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(rec) + "\n")
     save_checkpoint(ckpt, model, opt, step, gen)
     export(model, sampler, out / "final")
     bar.close()

@@ -326,9 +326,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     def request_stop(signum, frame):
         stop["now"] = True
 
-    old_handlers = {
-        s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)
-    }
+    old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     last = min(cfg.steps, max_steps if max_steps is not None else cfg.steps)
     bar = tqdm(
         total=cfg.steps,
@@ -449,9 +447,7 @@ def validate(accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_b
     def psnr(a, b):
         return -10 * torch.log10(((a - b) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
 
-    matched = torch.stack(
-        [outs[task][i] for i, task in enumerate(val_batch["task"])]
-    )
+    matched = torch.stack([outs[task][i] for i, task in enumerate(val_batch["task"])])
     metrics = {
         "val_psnr_lq": float(psnr(lq, hq).mean()),
         "val_psnr_matched": float(psnr(matched, hq).mean()),
@@ -491,7 +487,12 @@ def export_from_checkpoint(cfg: TrainConfig, folder: Path | None = None) -> Path
     ema = EMA(params, cfg.ema_decay)
     ema.load_state_dict(torch.load(_ema_file(ckpt), map_location="cpu", weights_only=False))
     return export_model(
-        accelerator, comps, comps.unet, comps.prompt_encoder, ema, settings,
+        accelerator,
+        comps,
+        comps.unet,
+        comps.prompt_encoder,
+        ema,
+        settings,
         folder or out / f"export-step{state['step']}",
     )
 
@@ -510,8 +511,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unires.train", description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    ap.add_argument("--export", type=Path, nargs="?", const=None, default=False,
-                    help="write the EMA model of the last checkpoint and exit")
+    ap.add_argument(
+        "--export",
+        type=Path,
+        nargs="?",
+        const=None,
+        default=False,
+        help="write the EMA model of the last checkpoint and exit",
+    )
     args = ap.parse_args(argv)
     cfg = load_yaml(TrainConfig, args.config)
     if args.export is not False:
@@ -519,4 +526,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     train(cfg, resume=args.resume)
     return 0
-

@@ -1,0 +1,202 @@
+"""``unires bench degrade``: can on-the-fly degradation keep up with training?
+
+Measures LQ/HQ pairs per second per recipe, through a DataLoader with worker processes as
+training uses it, at 256x256 and 512x512 crops, and compares with the trainer's consumption.
+The reference figure: the embedded config trains batch 8 of 256x256 crops at ~0.74 s/step on
+this machine's 2 CPU cores (DESIGN.md), i.e. ~10.8 pairs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+TRAIN_BATCH = 8
+TRAIN_STEP_SECONDS = 0.74
+TRAIN_MIX = "train-mix"  # the four tasks with the paper's probabilities (HQFolderDataset)
+
+
+class _ThroughputSet(Dataset):
+    """Crops of procedural photos or of files, degraded by one recipe (LQ at HQ size)."""
+
+    def __init__(self, recipe: str, crop: int, length: int, files: list[Path] | None, seed: int):
+        self.recipe, self.crop, self.length, self.files, self.seed = (
+            recipe,
+            crop,
+            length,
+            files,
+            seed,
+        )
+        self._pool: list[torch.Tensor] = []
+        if not files:  # made before timing; workers inherit them
+            from ..data.procedural import procedural_photo
+
+            side = crop * 3 // 2
+            self._pool = [procedural_photo(seed + i, side, side) for i in range(4)]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _hq(self, index: int, gen: torch.Generator) -> torch.Tensor:
+        from ..data.images import load_rgb, random_crop
+
+        if self.files:
+            img = load_rgb(self.files[index % len(self.files)])
+        else:
+            img = self._pool[index % len(self._pool)]
+        (hq,), _ = random_crop([img], self.crop, gen)
+        return hq
+
+    def __getitem__(self, index: int) -> dict:
+        from ..data.task_sampling import sample_task
+        from ..degrade.recipes import degrade_for_task, run_recipe
+        from ..degrade.rng import generator_for
+        from ..tasks import TRAINING_TASK_PROBS, get_task
+
+        gen = generator_for(self.seed, self.recipe, index)
+        hq = self._hq(index, gen)
+        if self.recipe == TRAIN_MIX:
+            task = sample_task(gen, TRAINING_TASK_PROBS)
+            lq, params = degrade_for_task(task, hq[None], gen)
+            prompt = get_task(task).prompt
+        else:
+            lq, params = run_recipe(self.recipe, hq[None], gen)
+            prompt = ""
+        return {"lq": lq[0], "hq": hq, "prompt": prompt, "task": self.recipe, "params": params[0]}
+
+
+@dataclass
+class ThroughputResult:
+    recipe: str
+    crop: int
+    pairs: int
+    seconds: float
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else float("inf")
+
+
+def measure_throughput(
+    recipe: str,
+    crop: int,
+    pairs: int = 128,
+    workers: int = 2,
+    batch_size: int = TRAIN_BATCH,
+    files: list[Path] | None = None,
+    seed: int = 0,
+) -> ThroughputResult:
+    """Pairs per second through a DataLoader, worker start-up included (conservative: timing
+    from the first batch on would count batches the workers prefetched meanwhile)."""
+    from ..data.loader import make_loader
+
+    batches = max(1, -(-pairs // batch_size))
+    ds = _ThroughputSet(recipe, crop, batches * batch_size, files, seed)
+    loader = make_loader(ds, batch_size, workers=workers, shuffle=False, seed=seed)
+    start = time.perf_counter()
+    n = 0
+    for batch in loader:
+        n += len(batch["lq"])
+    return ThroughputResult(recipe, crop, n, time.perf_counter() - start)
+
+
+def format_table(results: list[ThroughputResult], train_batch: int, train_step_s: float) -> str:
+    need = train_batch / train_step_s
+    crops = sorted({r.crop for r in results})
+    recipes = list(dict.fromkeys(r.recipe for r in results))
+    by_key = {(r.recipe, r.crop): r for r in results}
+    head = "| recipe | " + " | ".join(f"pairs/s @{c}" for c in crops) + " | vs trainer @256 |"
+    lines = [
+        f"trainer consumes {train_batch} pairs / {train_step_s:.2f} s = {need:.1f} pairs/s "
+        "(256x256 crops)",
+        head,
+        "|" + "---|" * (len(crops) + 2),
+    ]
+    for name in recipes:
+        cells = [
+            f"{by_key[(name, c)].pairs_per_second:.1f}" if (name, c) in by_key else "-"
+            for c in crops
+        ]
+        r256 = by_key.get((name, 256))
+        ratio = f"{r256.pairs_per_second / need:.1f}x" if r256 else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def add_bench_parser(bench: argparse._SubParsersAction) -> None:
+    from ..degrade.recipes import RECIPES
+
+    p = bench.add_parser(
+        "degrade",
+        help="degradation throughput (pairs/s) per recipe vs the trainer's consumption",
+    )
+    p.add_argument(
+        "--recipes",
+        default=",".join([*RECIPES, TRAIN_MIX]),
+        help=f"comma-separated recipes ({', '.join(RECIPES)}, {TRAIN_MIX})",
+    )
+    p.add_argument("--sizes", default="256,512", help="crop sides, comma-separated")
+    p.add_argument("--pairs", type=int, default=128, help="timed pairs per recipe and size")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--hq-dir", type=Path, help="read crops from these images (default: procedural)")
+    p.add_argument("--train-batch", type=int, default=TRAIN_BATCH)
+    p.add_argument("--train-step-s", type=float, default=TRAIN_STEP_SECONDS)
+    p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.set_defaults(func=run_bench_degrade)
+
+
+def run_bench_degrade(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..data.images import list_images
+    from ..degrade.recipes import RECIPES
+    from ..utils import atomic_write_text
+
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = [r for r in recipes if r not in RECIPES and r != TRAIN_MIX]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if unknown or not sizes or args.pairs < 1 or args.workers < 0:
+        print(
+            f"unires bench degrade: error: bad recipes {unknown} or sizes {args.sizes!r}",
+            file=sys.stderr,
+        )
+        return 2
+    files = list_images([args.hq_dir]) if args.hq_dir else None
+    if args.hq_dir and not files:
+        print(f"unires bench degrade: error: {args.hq_dir}: no images", file=sys.stderr)
+        return 2
+    results = []
+    for recipe in recipes:
+        for size in sizes:
+            r = measure_throughput(recipe, size, args.pairs, args.workers, args.train_batch, files)
+            print(f"{recipe:>12} @{size}: {r.pairs_per_second:6.1f} pairs/s", flush=True)
+            results.append(r)
+    print(format_table(results, args.train_batch, args.train_step_s))
+    if args.json:
+        rows = [
+            {
+                "recipe": r.recipe,
+                "crop": r.crop,
+                "pairs": r.pairs,
+                "seconds": r.seconds,
+                "pairs_per_second": r.pairs_per_second,
+            }
+            for r in results
+        ]
+        meta = {
+            "workers": args.workers,
+            "train_batch": args.train_batch,
+            "train_step_s": args.train_step_s,
+            "source": str(args.hq_dir or "procedural"),
+        }
+        atomic_write_text(args.json, json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    return 0

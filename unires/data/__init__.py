@@ -1,0 +1,1 @@
+"""Training data: HQ folders degraded on the fly, and the standard paired data sets."""

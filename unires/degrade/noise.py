@@ -1,0 +1,154 @@
+"""Noise models: Real-ESRGAN's Gaussian and Poisson noise, and a camera-like sensor noise.
+
+Sensor noise follows the heteroscedastic Poisson-Gaussian model in linear light
+(variance = shot * x + read, Foi et al. 2008; the shot/read relation of Brooks et al. 2019,
+"Unprocessing Images for Learned Raw Denoising"), then the tone curve and gamma bring the
+image back to display values, where the noise becomes signal-dependent in a non-trivial way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import rng
+
+# ITU-R BT.601 luma weights, as Real-ESRGAN's grey noise uses.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def to_grey(img: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(_LUMA, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+    return (img * w).sum(1, keepdim=True)
+
+
+def gaussian_noise(
+    img: torch.Tensor, gen: torch.Generator, sigma: float, grey: bool = False
+) -> torch.Tensor:
+    """Additive white Gaussian noise; ``sigma`` in [0, 1] units; grey: same noise per channel."""
+    shape = (img.shape[0], 1, *img.shape[2:]) if grey else img.shape
+    n = torch.randn(shape, generator=gen, device=gen.device).to(img.device)
+    return img + sigma * n
+
+
+def poisson_noise(
+    img: torch.Tensor, gen: torch.Generator, scale: float, grey: bool = False
+) -> torch.Tensor:
+    """Real-ESRGAN's Poisson noise: photon counts at the image's own number of grey levels.
+
+    The number of levels is the next power of two above the count of distinct 8-bit values,
+    and the noise (counts / levels - image) is multiplied by ``scale``.
+    """
+    src = to_grey(img) if grey else img
+    q = (src.clamp(0, 1) * 255).round() / 255
+    levels = torch.tensor(
+        [2 ** math.ceil(math.log2(max(2, int(torch.unique(q[i]).numel())))) for i in range(len(q))],
+        dtype=img.dtype,
+        device=img.device,
+    ).view(-1, 1, 1, 1)
+    counts = torch.poisson((q * levels).cpu(), generator=gen).to(img.device)
+    return img + scale * (counts / levels - q)
+
+
+@dataclass
+class NoiseStageConfig:
+    """One Real-ESRGAN noise stage (first-stage defaults)."""
+
+    gaussian_noise_prob: float = 0.5
+    noise_range: tuple[float, float] = (1.0, 30.0)  # sigma in 8-bit units
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+
+
+def random_realesrgan_noise(
+    img: torch.Tensor, gen: torch.Generator, cfg: NoiseStageConfig
+) -> tuple[torch.Tensor, list[dict]]:
+    """Gaussian or Poisson noise, colour or grey, per sample; clipped to [0, 1]."""
+    outs, params = [], []
+    for i in range(img.shape[0]):
+        x = img[i : i + 1]
+        grey = rng.bernoulli(gen, cfg.gray_noise_prob)
+        if rng.bernoulli(gen, cfg.gaussian_noise_prob):
+            sigma = rng.uniform(gen, *cfg.noise_range)
+            outs.append(gaussian_noise(x, gen, sigma / 255, grey))
+            params.append({"noise": "gaussian", "sigma_255": sigma, "grey": grey})
+        else:
+            scale = rng.uniform(gen, *cfg.poisson_scale_range)
+            outs.append(poisson_noise(x, gen, scale, grey))
+            params.append({"noise": "poisson", "scale": scale, "grey": grey})
+    return torch.cat(outs).clamp(0, 1), params
+
+
+# --- camera-like sensor noise ------------------------------------------------------------
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+
+
+def smoothstep_tone(x: torch.Tensor) -> torch.Tensor:
+    """The global tone curve cameras apply (Brooks et al. 2019 invert this S-curve)."""
+    x = x.clamp(0, 1)
+    return 3 * x**2 - 2 * x**3
+
+
+def inverse_smoothstep_tone(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(0, 1)
+    return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * y) / 3.0)
+
+
+def poisson_gaussian_noise(
+    linear: torch.Tensor, gen: torch.Generator, shot: float, read: float
+) -> torch.Tensor:
+    """Photon shot noise (Poisson, variance ``shot * x``) plus Gaussian read noise (variance
+    ``read``) on a linear-light image. Not clipped: the caller decides where clipping happens."""
+    counts = torch.poisson((linear.clamp_min(0) / shot).cpu(), generator=gen).to(linear.device)
+    return counts * shot + math.sqrt(read) * rng.randn_like(linear, gen)
+
+
+def poisson_gaussian_variance(linear: torch.Tensor, shot: float, read: float) -> torch.Tensor:
+    """The model's predicted per-pixel variance of ``poisson_gaussian_noise``."""
+    return shot * linear.clamp_min(0) + read
+
+
+@dataclass
+class SensorNoiseConfig:
+    # Brooks et al.: log shot ~ U(log 1e-4, log 1.2e-2); log read = 2.18 log shot + 1.2 + N(0, .26)
+    shot_range: tuple[float, float] = (1e-4, 1.2e-2)
+    read_slope: float = 2.18
+    read_intercept: float = 1.20
+    read_log_std: float = 0.26
+    tone_curve_prob: float = 0.5  # else plain sRGB gamma
+
+
+def random_sensor_noise(
+    img: torch.Tensor, gen: torch.Generator, cfg: SensorNoiseConfig | None = None
+) -> tuple[torch.Tensor, list[dict]]:
+    """sRGB image -> linear light -> Poisson-Gaussian noise -> tone curve / gamma -> sRGB."""
+    cfg = cfg or SensorNoiseConfig()
+    outs, params = [], []
+    for i in range(img.shape[0]):
+        shot = rng.log_uniform(gen, *cfg.shot_range)
+        log_read = (
+            cfg.read_slope * math.log(shot)
+            + cfg.read_intercept
+            + cfg.read_log_std * float(torch.randn((), generator=gen, dtype=torch.float64))
+        )
+        read = math.exp(log_read)
+        tone = rng.bernoulli(gen, cfg.tone_curve_prob)
+        x = img[i : i + 1]
+        # Undo the display rendering to reach linear light, add noise there, render again.
+        lin = srgb_to_linear(inverse_smoothstep_tone(x) if tone else x)
+        noisy = poisson_gaussian_noise(lin, gen, shot, read).clamp(0, 1)
+        out = linear_to_srgb(noisy)
+        outs.append(smoothstep_tone(out) if tone else out)
+        params.append({"noise": "sensor", "shot": shot, "read": read, "tone_curve": tone})
+    return torch.cat(outs).clamp(0, 1), params

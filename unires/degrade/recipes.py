@@ -1,0 +1,178 @@
+"""Complete degradation recipes by name, and the recipe each training task uses.
+
+A recipe maps HQ (B, 3, H, W) to LQ (B, 3, H // scale, W // scale) and per-sample params.
+``scale=1`` (training) gives LQ at the HQ size: UniRes concatenates the LQ latent with the
+noisy latent, so SR recipes shrink by their own factor and bicubic-upscale back. ``scale=4``
+writes the small LQ of x4 benchmarks; recipes without resolution loss shrink last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from . import rng
+from .complex import ComplexConfig, random_complex
+from .defocus import DefocusConfig, random_defocus
+from .jpeg import random_jpeg
+from .noise import SensorNoiseConfig, random_sensor_noise
+from .objects import OIDMotionConfig, random_oid_motion
+from .realesrgan import RealESRGANConfig, realesrgan_degrade
+from .resize import bicubic_resize
+from .shake import ShakeConfig, random_shake_blur
+
+Params = list[dict]
+Recipe = Callable[..., tuple[torch.Tensor, Params]]
+
+
+@dataclass
+class DegradationConfig:
+    """Every recipe's parameter ranges (published defaults where there are any)."""
+
+    sr_factor: int = 4  # the resolution loss of the SR recipes
+    realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+    shake: ShakeConfig = field(default_factory=ShakeConfig)
+    oid_motion: OIDMotionConfig = field(default_factory=OIDMotionConfig)
+    md_object_prob: float = 0.5  # motion-deblur samples: per-object (OID-Motion) vs global
+    defocus: DefocusConfig = field(default_factory=DefocusConfig)
+    sensor_noise: SensorNoiseConfig = field(default_factory=SensorNoiseConfig)
+    dn_jpeg_prob: float = 0.7  # mild compression on denoise samples, as phone photos have
+    dn_jpeg_range: tuple[float, float] = (75.0, 95.0)
+    complex: ComplexConfig = field(default_factory=ComplexConfig)
+
+
+def _out_size(hq: torch.Tensor, scale: int) -> tuple[int, int]:
+    return hq.shape[-2] // scale, hq.shape[-1] // scale
+
+
+def _finish(lq: torch.Tensor, hq: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bring LQ to HQ / scale with an antialiased bicubic, quantised to 8 bits."""
+    lq = bicubic_resize(lq, _out_size(hq, scale))
+    return (lq * 255).round() / 255
+
+
+def sr_bicubic(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """Classical synthetic SR: antialiased bicubic downscaling by ``sr_factor``."""
+    cfg = cfg or DegradationConfig()
+    small = _finish(hq, hq, cfg.sr_factor)
+    return _finish(small, hq, scale), [
+        {"recipe": "sr", "factor": cfg.sr_factor} for _ in range(len(hq))
+    ]
+
+
+def sr_realesrgan(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """Real-ESRGAN second order at ``sr_factor``, then to HQ / scale (bicubic)."""
+    cfg = cfg or DegradationConfig()
+    re_cfg = cfg.realesrgan
+    if re_cfg.scale != cfg.sr_factor:
+        re_cfg = replace(re_cfg, scale=cfg.sr_factor)
+    small, params = realesrgan_degrade(hq, gen, re_cfg)
+    return _finish(small, hq, scale), params
+
+
+def camera_shake(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    cfg = cfg or DegradationConfig()
+    lq, params = random_shake_blur(hq, gen, cfg.shake)
+    return _finish(lq, hq, scale), [{"recipe": "motion", **p} for p in params]
+
+
+def oid_motion(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    cfg = cfg or DegradationConfig()
+    lq, params = random_oid_motion(hq, gen, cfg.oid_motion)
+    return _finish(lq, hq, scale), params
+
+
+def defocus(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    cfg = cfg or DegradationConfig()
+    lq, params = random_defocus(hq, gen, cfg.defocus)
+    return _finish(lq, hq, scale), [{"recipe": "defocus", **p} for p in params]
+
+
+def sensor_noise(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """Real-like sensor noise, then mild JPEG with ``dn_jpeg_prob``."""
+    cfg = cfg or DegradationConfig()
+    if scale > 1:  # noise is born at the sensor's resolution: shrink first
+        hq = _finish(hq, hq, scale)
+    lq, params = random_sensor_noise(hq, gen, cfg.sensor_noise)
+    outs = []
+    for i, p in enumerate(params):
+        p["recipe"] = "noise"
+        x = lq[i : i + 1]
+        if rng.bernoulli(gen, cfg.dn_jpeg_prob):
+            x, (jp,) = random_jpeg(x, gen, cfg.dn_jpeg_range)
+            p.update(jp)
+        outs.append((x * 255).round() / 255)
+    return torch.cat(outs), params
+
+
+def complex_mixture(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    cfg = cfg or DegradationConfig()
+    lq, params = random_complex(hq, gen, cfg.complex)
+    return _finish(lq, hq, scale), params
+
+
+def motion_mix(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """Motion-deblur training data: OID-Motion per-object blur or global camera shake."""
+    cfg = cfg or DegradationConfig()
+    outs, params = [], []
+    for i in range(hq.shape[0]):
+        fn = oid_motion if rng.bernoulli(gen, cfg.md_object_prob) else camera_shake
+        lq, p = fn(hq[i : i + 1], gen, cfg, scale)
+        outs.append(lq)
+        params += p
+    return torch.cat(outs), params
+
+
+# Recipe name (as ``unires degrade --recipe`` spells it) -> function(hq, gen, cfg, scale).
+RECIPES: dict[str, Recipe] = {
+    "sr": sr_bicubic,
+    "realesrgan": sr_realesrgan,
+    "motion": camera_shake,
+    "oid-motion": oid_motion,
+    "defocus": defocus,
+    "noise": sensor_noise,
+    "complex": complex_mixture,
+}
+
+# Training task code (unires.tasks) -> recipe.
+TASK_RECIPES: dict[str, Recipe] = {
+    "sr": sr_realesrgan,
+    "md": motion_mix,
+    "dd": defocus,
+    "dn": sensor_noise,
+}
+
+
+def degrade_for_task(
+    task_code: str,
+    hq: torch.Tensor,
+    gen: torch.Generator | int,
+    cfg: DegradationConfig | None = None,
+) -> tuple[torch.Tensor, Params]:
+    """LQ for one of the four training tasks, at the HQ's size (UniRes's conditioning)."""
+    try:
+        recipe = TASK_RECIPES[task_code]
+    except KeyError:
+        raise ValueError(
+            f"no training recipe for task {task_code!r} (have {', '.join(TASK_RECIPES)})"
+        ) from None
+    lq, params = recipe(hq, rng.as_generator(gen), cfg, 1)
+    for p in params:
+        p["task"] = task_code
+    return lq, params
+
+
+def run_recipe(
+    name: str,
+    hq: torch.Tensor,
+    gen: torch.Generator | int,
+    cfg: DegradationConfig | None = None,
+    scale: int = 1,
+) -> tuple[torch.Tensor, Params]:
+    try:
+        recipe = RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r} (have {', '.join(RECIPES)})") from None
+    return recipe(hq, rng.as_generator(gen), cfg, scale)
