@@ -17,6 +17,10 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+$(VENV)/.demo: $(VENV)/.core
+	$(BIN)/python -m pip install -q -e ".[demo]"
+	touch $@
+
 $(VENV)/.dev: $(VENV)/.core
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
@@ -24,7 +28,7 @@ $(VENV)/.dev: $(VENV)/.core
 venv: $(VENV)/.core
 venv-dev: $(VENV)/.dev
 
-demo: $(VENV)/.core
+demo: $(VENV)/.demo
 	$(BIN)/unires demo --out demo-output
 
 lint: $(VENV)/.dev

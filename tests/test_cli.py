@@ -171,3 +171,36 @@ def test_no_inputs_found(tiny_model_dir, tmp_path, capsys):
     )
     assert code == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_demo_writes_its_three_images(tiny_model_dir, tmp_path, capsys):
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "d"),
+            "--model",
+            str(tiny_model_dir),
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    for name in ("lq.png", "restored.png", "side_by_side.png"):
+        assert str(tmp_path / "d" / name) in out
+    with Image.open(tmp_path / "d" / "side_by_side.png") as im:
+        assert im.size == (3 * 512, 512)
+
+
+def test_demo_without_embedded_model_fails_clearly(monkeypatch, tmp_path, capsys):
+    import unires.pipeline as p
+
+    monkeypatch.setattr(p, "EMBEDDED_MODEL_DIR", tmp_path / "none")
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(tmp_path / "d")])
+    assert e.value.code == 2
+    assert "embedded UniRes model is not in this installation" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import load_yaml, to_dict
+from ..data.loader import collate, worker_init
 from ..model.autoencoder import UniResAutoencoder, encode_latents
 from ..model.bundle import ModelComponents, load_model, save_model
 from ..model.factory import ModelConfig, build_model
@@ -138,15 +139,6 @@ def build_val_batch(cfg: TrainConfig) -> dict | None:
     }
 
 
-def collate(items: list[dict]) -> dict:
-    return {
-        "lq": torch.stack([it["lq"] for it in items]),
-        "hq": torch.stack([it["hq"] for it in items]),
-        "prompt": [it["prompt"] for it in items],
-        "task": [it["task"] for it in items],
-    }
-
-
 # ---- checkpoints --------------------------------------------------------------------------
 
 
@@ -208,6 +200,33 @@ def diffusion_target(settings, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.
     if settings.diffusion_target == "residual":
         return (z_hq - z_lq) * settings.residual_scale
     return z_hq
+
+
+@torch.no_grad()
+def validation_loss(comps: ModelComponents, batch: dict, n_timesteps: int = 8) -> float:
+    """The training loss on a fixed batch, fixed noise and a fixed grid of timesteps (no
+    condition dropout): a deterministic figure to compare models or checkpoints."""
+    sched = make_scheduler(comps.scheduler_config, 10)
+    device = next(comps.unet.parameters()).device
+    z_hq = encode_latents(comps.vae, batch["hq"].to(device) * 2 - 1)
+    z_lq = encode_latents(comps.vae, batch["lq"].to(device) * 2 - 1)
+    x0 = diffusion_target(comps.settings, z_hq, z_lq)
+    ctx = comps.prompt_encoder.encode(list(batch["prompt"]))
+    gen = torch.Generator().manual_seed(1234)
+    losses = []
+    for t_val in torch.linspace(20, sched.config.num_train_timesteps - 20, n_timesteps):
+        t = torch.full((x0.shape[0],), int(t_val), device=device)
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        x_t = sched.add_noise(x0, noise, t)
+        if sched.config.prediction_type == "v_prediction":
+            target = sched.get_velocity(x0, noise, t)
+        elif sched.config.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = x0
+        pred = comps.unet(torch.cat([x_t, z_lq], 1), t, encoder_hidden_states=ctx).sample
+        losses.append(F.mse_loss(pred.float(), target.float()).item())
+    return float(sum(losses) / len(losses))
 
 
 def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
@@ -279,6 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         sampler=SampleIndices(step * per_step, cfg.steps * per_step),
         num_workers=cfg.data.workers,
         collate_fn=collate,
+        worker_init_fn=worker_init,
         drop_last=True,
         persistent_workers=cfg.data.workers > 0,
     )
@@ -336,11 +356,16 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         dynamic_ncols=True,
     )
     smoothed = None
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1000 + step)
+    gen = torch.Generator(device="cpu")
+    micro = step * cfg.grad_accum  # micro-batch counter
     try:
         for batch in loader:
             if step >= last or stop["now"]:
                 break
+            # Noise, timesteps and dropout drawn from (seed, step): a resumed run continues
+            # exactly as an uninterrupted one would.
+            gen.manual_seed((cfg.seed * 1_000_003 + micro) * 64 + accelerator.process_index)
+            micro += 1
             with accelerator.accumulate(unet):
                 hq = batch["hq"].to(accelerator.device)
                 lq = batch["lq"].to(accelerator.device)
@@ -381,7 +406,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
             bar.update(1)
             bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.1e}")
             if step % cfg.log_every == 0:
-                accelerator.log({"loss": value, "lr": lr_scheduler.get_last_lr()[0]}, step=step)
+                lr_now = lr_scheduler.get_last_lr()[0]
+                accelerator.log({"loss": value, "lr": lr_now}, step=step)
+                if accelerator.is_main_process:
+                    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"step": step, "loss": value, "lr": lr_now}) + "\n")
             if step % cfg.checkpoint_every == 0:
                 save_checkpoint(accelerator, out, state())
             if val_batch is not None and step % cfg.validate_every == 0:

@@ -1,0 +1,114 @@
+"""The multi-task trainer on the tiny config: the loss falls and resume is exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unires.config import load_yaml
+from unires.model.autoencoder import UniResAutoencoder
+from unires.train.diffusion import TrainConfig, export_from_checkpoint, latest_checkpoint, train
+
+CONFIG = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    data = root / "hq"
+    data.mkdir()
+    yy, xx = np.mgrid[0:64, 0:64]
+    for i in range(6):  # smooth procedural photos with some texture
+        base = np.stack([np.sin(xx / (4 + i) + c) + np.cos(yy / (5 + c)) for c in range(3)], -1)
+        img = (base - base.min()) / np.ptp(base) * 200 + rng.normal(0, 3, base.shape) + 20
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(data / f"{i}.png")
+    torch.manual_seed(0)
+    ae = UniResAutoencoder(
+        latent_channels=4, channels=(16, 32), encoder_blocks=(1, 1), decoder_blocks=(1, 1)
+    )
+    ae.save_pretrained(root / "ae")
+    cfg = load_yaml(TrainConfig, CONFIG)
+    cfg.autoencoder = str(root / "ae")
+    cfg.data = dataclasses.replace(cfg.data, hq_dirs=[str(data)])
+    return root, cfg
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(out / "final" / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_loss_falls_and_model_exports(tiny_setup):
+    root, cfg = tiny_setup
+    cfg = dataclasses.replace(cfg, output_dir=str(root / "full"), steps=200)
+    out = train(cfg)
+    assert len(_losses(out)) == 200
+    from accelerate.utils import set_seed
+
+    from unires.model.bundle import load_model
+    from unires.pipeline import UniResPipeline
+    from unires.train.diffusion import _initial_components, build_train_dataset, validation_loss
+
+    ds = build_train_dataset(cfg)
+    batch = {k: [ds[i][k] for i in range(8)] for k in ("hq", "lq", "prompt")}
+    batch["hq"], batch["lq"] = torch.stack(batch["hq"]), torch.stack(batch["lq"])
+    set_seed(cfg.seed)  # the trainer's initial weights
+    initial = _initial_components(cfg)
+    trained = load_model(out / "final", dtype=torch.float32)
+    initial.settings = trained.settings  # same residual scale
+    before, after = validation_loss(initial, batch), validation_loss(trained, batch)
+    assert after < 0.9 * before, (before, after)
+
+    pipe = UniResPipeline.from_pretrained(out / "final", device="cpu", dtype="fp32")
+    assert pipe.settings.diffusion_target == "residual"
+    assert pipe.settings.residual_scale > 0
+    res = pipe.restore_tensor(torch.rand(1, 3, 32, 32), {"dn": 1.0}, steps=2)
+    assert res.shape == (1, 3, 32, 32)
+
+
+def test_resume_continues_exactly(tiny_setup):
+    root, cfg = tiny_setup
+    straight = dataclasses.replace(cfg, output_dir=str(root / "straight"), steps=12)
+    train(straight)
+    interrupted = dataclasses.replace(cfg, output_dir=str(root / "resumed"), steps=12)
+    train(interrupted, max_steps=7)  # stops like a SIGTERM would: checkpoint at step 7
+    ckpt = latest_checkpoint(Path(interrupted.output_dir))
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 7
+    assert not (Path(interrupted.output_dir) / "final").exists()
+    train(interrupted, resume=True)
+    a, b = _weights(Path(straight.output_dir)), _weights(Path(interrupted.output_dir))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+    assert _losses(Path(straight.output_dir)) == pytest.approx(
+        _losses(Path(interrupted.output_dir)), abs=1e-6
+    )
+    exported = export_from_checkpoint(interrupted, Path(root / "exported"))
+    assert (exported / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["tiny", "embedded", "sd-finetune"])
+def test_shipped_configs_load(name):
+    cfg = load_yaml(TrainConfig, CONFIG.parent / f"{name}.yaml")
+    assert cfg.steps > 0 and cfg.image_drop == pytest.approx(0.1)
+
+
+def test_config_typos_fail_loudly(tmp_path):
+    from unires.config import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    with pytest.raises(ConfigError, match="stepz"):
+        load_yaml(TrainConfig, bad)
