@@ -97,6 +97,9 @@ class TileSettings:
     pixel_tile: int = 1024  # encode/decode tiles, in pixels
     pixel_overlap: int = 64
     memory_fraction: float = 0.5
+    # Self-attention cost grows with the square of the tile area: on large images, tiles of
+    # at most this many latent pixels are faster even when memory would allow more.
+    max_latent_tile: int = 128
 
 
 class UniResPipeline:
@@ -216,7 +219,8 @@ class UniResPipeline:
             return tiles.latent_tile or max(shape[-2:])
         budget = _available_memory(self.device) * tiles.memory_fraction
         align = self.pad_multiple // self.vae_factor
-        return latent_tile_for_budget(n_tasks, self._bytes_per_latent_pixel(), budget, align)
+        tile = latent_tile_for_budget(n_tasks, self._bytes_per_latent_pixel(), budget, align)
+        return min(tile, max(align, tiles.max_latent_tile // align * align))
 
     # ---- restoration --------------------------------------------------------------------
     @torch.no_grad()

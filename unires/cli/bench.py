@@ -31,6 +31,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     add_bench_parser(bench)
 
+    q = bench.add_parser(
+        "quality",
+        help="PSNR/SSIM/NIQE on synthetic degradations: one-hot tasks, weight sets, peers",
+    )
+    q.add_argument("--model", help="UniRes model folder (default: the embedded model)")
+    q.add_argument("--hq-dir", type=Path, default=Path("../shared/data/val-hq"))
+    q.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
+    q.add_argument("--recipes", default="noise,motion,defocus,sr,complex")
+    q.add_argument("--crop", type=int, default=256, help="centre-crop side of each HQ image")
+    q.add_argument("--limit", type=int, default=None, help="use the first N images")
+    q.add_argument("--steps", type=int, default=None)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
+
 
 def run_speed(args: argparse.Namespace) -> int:
     from ..bench.speed import format_result, result_dict, run_speed_benchmark
@@ -61,4 +77,30 @@ def run_speed(args: argparse.Namespace) -> int:
     print(format_result(r))
     if args.json:
         atomic_write_text(args.json, json.dumps(result_dict(r), indent=2) + "\n")
+    return 0
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    from ..bench.quality import RECIPE_TASKS, run_quality_benchmark
+    from . import UsageError
+    from .common import load_pipeline_or_exit
+
+    recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
+    unknown = [r for r in recipes if r not in RECIPE_TASKS]
+    if unknown:
+        raise UsageError(f"unknown recipe(s) {', '.join(unknown)} (have {', '.join(RECIPE_TASKS)})")
+    if not args.hq_dir.is_dir():
+        raise UsageError(f"{args.hq_dir}: not a folder")
+    pipe = load_pipeline_or_exit(args)
+    run_quality_benchmark(
+        pipe,
+        args.hq_dir,
+        args.out,
+        recipes=recipes,
+        crop=args.crop,
+        limit=args.limit,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    print(f"table: {args.out / 'quality.md'}")
     return 0
