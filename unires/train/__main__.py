@@ -1,7 +1,8 @@
-"""``python -m unires.train`` / ``accelerate launch -m unires.train --config CONFIG``."""
+"""``python -m unires.train`` / ``accelerate launch -m unires.train --config CONFIG``:
+the same as ``unires train``."""
 
 import sys
 
-from .diffusion import main
+from ..cli import main
 
-sys.exit(main())
+sys.exit(main(["train", *sys.argv[1:]]))

@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from ..config import load_yaml, to_dict
+from ..data import images
 from ..model.autoencoder import UniResAutoencoder
 from ..utils import atomic_path, atomic_write_text
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -61,17 +59,9 @@ class AutoencoderTrainConfig:
     seed: int = 0
 
 
-def list_images(folders: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for folder in folders:
-        files += sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return files
-
-
 def load_rgb(path: Path) -> torch.Tensor:
-    """uint8 3xHxW."""
-    with Image.open(path) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+    """uint8 3xHxW (kept as bytes: the whole training set is held in memory)."""
+    return (images.load_rgb(path) * 255).round().to(torch.uint8)
 
 
 class CropSampler:
@@ -131,7 +121,7 @@ def light_degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.T
 
 
 def psnr_on_folder(model: UniResAutoencoder, folder: str | Path) -> float:
-    files = list_images([str(folder)])
+    files = images.list_images([folder])
     values = []
     model.eval()
     with torch.no_grad():
@@ -201,7 +191,7 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from step {step}")
-    sampler = CropSampler(list_images(cfg.train_dirs), cfg.crop)
+    sampler = CropSampler(images.list_images(cfg.train_dirs), cfg.crop)
     print(f"{len(sampler.images)} training images (with half-scale copies)")
     if step == 0 and cfg.model.linear_skip:
         pca_gen = torch.Generator().manual_seed(cfg.seed + 99)

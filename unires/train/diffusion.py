@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..config import load_yaml, to_dict
+from ..config import to_dict
 from ..data.loader import collate, worker_init
 from ..model.autoencoder import UniResAutoencoder, encode_latents
 from ..model.bundle import ModelComponents, load_model, save_model
@@ -532,26 +532,3 @@ def _ema_file(ckpt: Path) -> Path:
     if not files:
         raise FileNotFoundError(f"{ckpt}: no EMA state in checkpoint")
     return files[0]
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m unires.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    ap.add_argument(
-        "--export",
-        type=Path,
-        nargs="?",
-        const=None,
-        default=False,
-        help="write the EMA model of the last checkpoint and exit",
-    )
-    args = ap.parse_args(argv)
-    cfg = load_yaml(TrainConfig, args.config)
-    if args.export is not False:
-        print(export_from_checkpoint(cfg, args.export))
-        return 0
-    train(cfg, resume=args.resume)
-    return 0
