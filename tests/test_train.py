@@ -112,3 +112,40 @@ def test_config_typos_fail_loudly(tmp_path):
     bad.write_text("stepz: 3\n")
     with pytest.raises(ConfigError, match="stepz"):
         load_yaml(TrainConfig, bad)
+
+
+def test_sigterm_to_the_process_group_checkpoints_then_exits(tiny_setup, tmp_path):
+    """A job scheduler (or pkill) signals the trainer and its data workers together."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    root, cfg = tiny_setup
+    data = yaml.safe_load(CONFIG.read_text())
+    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=100000)
+    data["data"].update(hq_dirs=cfg.data.hq_dirs, workers=1)
+    data["checkpoint_every"] = 100000
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unires.train", "--config", str(tmp_path / "c.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == steps[-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -20,6 +22,11 @@ def collate(items: list[dict]) -> dict:
 def worker_init(_worker_id: int) -> None:
     # Each worker degrades one sample at a time: one thread each avoids oversubscription.
     torch.set_num_threads(1)
+    # Ctrl-C (and a SIGTERM sent to the whole process group) must reach only the main
+    # process, which checkpoints and then shuts the workers down; a worker dying of the
+    # signal first would crash the run instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(
