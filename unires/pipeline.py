@@ -49,7 +49,8 @@ def embedded_model_path() -> Path:
         raise EmbeddedModelMissing(
             "the embedded UniRes model is not in this installation yet "
             f"({EMBEDDED_MODEL_DIR} has no model_index.json): no restoration is possible "
-            "without trained weights; pass --model PATH to a trained UniRes model folder"
+            "without trained weights (it is still in training: docs/TRAINING.md); pass "
+            "--model PATH to a trained UniRes model folder"
         )
     return EMBEDDED_MODEL_DIR
 
