@@ -214,3 +214,41 @@ def test_tiled_apply_with_scale_matches_untiled_for_local_op():
     torch.testing.assert_close(tiled_apply(down, x, 32, 16, scale=1 / 8, align=8), down(x, None))
     z = torch.rand(1, 4, 8, 6)
     torch.testing.assert_close(tiled_apply(up, z, 4, 2, scale=8), up(z, None))
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    from unires.sampling.tiling import with_oom_retry
+
+    tried = []
+
+    def run(tile):
+        tried.append(tile)
+        if tile > 24:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return tile
+
+    assert with_oom_retry(run, 96, min_tile=16, align=8) == 24
+    assert tried == [96, 48, 24]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with_oom_retry(lambda t: (_ for _ in ()).throw(RuntimeError("out of memory")), 32, 16)
+    with pytest.raises(ValueError):  # other errors are not retried
+        with_oom_retry(lambda t: (_ for _ in ()).throw(ValueError("bad")), 96, 16)
+
+
+@torch.no_grad()
+def test_pipeline_retries_sampling_with_smaller_tiles(tiny_pipe, monkeypatch):
+    import unires.pipeline as p
+
+    calls = []
+    real = p.sample_unires_ddim
+
+    def flaky(model, x, *a, **k):
+        calls.append(type(model).__name__)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(model, x, *a, **k)
+
+    monkeypatch.setattr(p, "sample_unires_ddim", flaky)
+    out = tiny_pipe.restore_tensor(torch.rand(1, 3, 64, 64), {"dn": 1.0}, steps=1)
+    assert out.shape == (1, 3, 64, 64)
+    assert calls == ["TaskMixture", "TiledDenoiser"]  # whole latent first, then tiles

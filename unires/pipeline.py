@@ -187,7 +187,8 @@ class UniResPipeline:
                 align=f,
             )
 
-        return with_oom_retry(run, tiles.pixel_tile, min_tile=4 * f, align=f).float()
+        start = min(tiles.pixel_tile, max(x.shape[-2:]))
+        return with_oom_retry(run, start, min_tile=4 * f, align=f).float()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
@@ -204,7 +205,8 @@ class UniResPipeline:
                 scale=f,
             )
 
-        out = with_oom_retry(run, tiles.pixel_tile, min_tile=4 * f, align=f)
+        start = min(tiles.pixel_tile, max(z.shape[-2:]) * f)
+        out = with_oom_retry(run, start, min_tile=4 * f, align=f)
         return (out.float() + 1) / 2
 
     def _bytes_per_latent_pixel(self) -> float:
@@ -292,7 +294,8 @@ class UniResPipeline:
                 disable=not progress,
             )
 
-        latent_tile = self._latent_tile(len(active), tiles, z_lq.shape)
+        # Never start above the latent's size: an out-of-memory retry must actually tile.
+        latent_tile = min(self._latent_tile(len(active), tiles, z_lq.shape), max(z_lq.shape[-2:]))
         x0 = with_oom_retry(sample, latent_tile, min_tile=2 * align, align=align)
         if self.settings.diffusion_target == "residual":
             z0 = z_lq + x0 / self.settings.residual_scale
