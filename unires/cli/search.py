@@ -1,0 +1,207 @@
+"""``unires search``: per-image search of the task weights (Eq. 3-4), and ``--mine`` to count
+the most frequent optima of earlier searches (Sec. 4.2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .common import add_model_arguments, load_pipeline_or_exit, tile_settings_from_args
+
+FREQUENT_SETS_FILE = "frequent_sets.json"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search the best task weights per image",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Restore each image with every weight set of a grid and keep the one that a\n"
+            "no-reference metric scores best (paper Eq. 3-4). Writes, per image:\n"
+            "  OUT_DIR/<stem>.json  best weights, score, q_lq (the input's score), timing\n"
+            "  OUT_DIR/<stem>.csv   every candidate's score; a rerun skips those already there\n"
+            "  OUT_DIR/<stem>.png   the best restoration\n\n"
+            "grids:\n"
+            "  paper   [-0.2, 1.2] step 0.2 over br,sr,md,dd,dn,downlq, <= 1 negative (1512)\n"
+            "  unit    [0, 1] step 0.2 over the same tasks (252)\n"
+            "  custom  --vmin --vmax --step --tasks --max-negative\n"
+            "  sets    the weight sets in --sets FILE (e.g. a frequent_sets.json)\n\n"
+            "mining (Sec. 4.2, the paper keeps 8 sets):\n"
+            "  unires search --mine OUT_DIR --top 8\n"
+            "  counts the best weights of the searches in OUT_DIR, prints them as JSON and\n"
+            f"  writes OUT_DIR/{FREQUENT_SETS_FILE}; search with them: --grid sets --sets FILE"
+        ),
+    )
+    p.add_argument("inputs", nargs="*", metavar="IN", help="image files, folders or globs")
+    p.add_argument("-o", "--output", metavar="OUT_DIR", help="output folder")
+    p.add_argument("--metric", default="niqe", help="niqe, piqe, musiq, clipiqa, maniqa")
+    p.add_argument(
+        "--grid", choices=("paper", "unit", "custom", "sets"), default="paper", help="see above"
+    )
+    p.add_argument("--vmin", type=float, default=-0.2, help="custom grid: lowest weight")
+    p.add_argument("--vmax", type=float, default=1.2, help="custom grid: highest weight")
+    p.add_argument("--step", type=float, default=0.2, help="custom grid: step")
+    p.add_argument("--tasks", default="br,sr,md,dd,dn,downlq", help="custom grid: task codes")
+    p.add_argument("--max-negative", type=int, default=1, help="custom grid: negatives allowed")
+    p.add_argument("--sets", metavar="FILE", help="sets grid: JSON written by --mine")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed for every candidate")
+    p.add_argument("--max-images", type=int, default=None, metavar="N", help="first N images")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--mine", metavar="OUT_DIR", help="count the optima of earlier searches")
+    p.add_argument("--top", type=int, default=8, help="with --mine: how many sets to keep")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.mine is not None:
+        return run_mine(args)
+    return run_search(args)
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    from ..search import mine_frequent_sets, read_search_log
+    from ..utils import atomic_write_text
+    from . import UsageError
+
+    if args.inputs:
+        raise UsageError("--mine takes no input images")
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    folder = Path(args.mine)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    records = read_search_log(folder)
+    if not records:
+        print(f"error: {folder}: no search results (*.json) found", file=sys.stderr)
+        return 1
+    sets = mine_frequent_sets([r["best_weights"] for r in records], args.top)
+    payload = {
+        "images": len(records),
+        "sets": [{"weights": w, "count": n, "share": n / len(records)} for w, n in sets],
+    }
+    text = json.dumps(payload, indent=2) + "\n"
+    atomic_write_text(folder / FREQUENT_SETS_FILE, text)
+    print(text, end="")
+    return 0
+
+
+def _candidates(args: argparse.Namespace) -> list[dict[str, float]]:
+    from ..weights import search_grid, validate_weights
+
+    if args.grid == "paper":
+        return search_grid()
+    if args.grid == "unit":
+        return search_grid(0.0, 1.0, 0.2)
+    if args.grid == "custom":
+        tasks = [t for t in args.tasks.replace(" ", "").split(",") if t]
+        return search_grid(args.vmin, args.vmax, args.step, tasks, args.max_negative)
+    if not args.sets:
+        raise ValueError("--grid sets needs --sets FILE")
+    try:
+        data = json.loads(Path(args.sets).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{args.sets}: cannot read weight sets ({e})") from None
+    entries = data.get("sets", []) if isinstance(data, dict) else data
+    # Accept --mine's {"sets": [{"weights": {...}}]} or a plain list of weight mappings.
+    return [validate_weights(e.get("weights", e)) for e in entries if isinstance(e, dict)]
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .. import io
+    from ..metrics.nr import get_metric
+    from ..pipeline import resolve_device
+    from ..search import grid_search
+    from ..utils import atomic_write_text
+    from ..weights import WeightsError
+    from . import UsageError
+
+    if not args.inputs or not args.output:
+        raise UsageError("give input images and -o OUT_DIR (or --mine OUT_DIR)")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    if args.max_images is not None and args.max_images < 1:
+        raise UsageError("--max-images must be at least 1")
+    try:
+        candidates = _candidates(args)
+        metric = get_metric(args.metric, device=resolve_device(args.device))
+    except (WeightsError, ValueError, ImportError, RuntimeError) as e:
+        raise UsageError(str(e).strip().splitlines()[0]) from None
+    if not candidates:
+        raise UsageError("the grid has no weight set that sums to 1")
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder")
+    files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
+    files = files[: args.max_images] if args.max_images else files
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not files:
+        print("error: no input images found", file=sys.stderr)
+        return 1
+    pipe = load_pipeline_or_exit(args)
+    tiles = tile_settings_from_args(args)
+
+    failed, done = len(problems), 0
+    used: set[Path] = set()
+    bar = tqdm(files, desc="images", unit="img", disable=args.quiet or len(files) == 1)
+    for path in bar:
+        try:
+            t0 = time.perf_counter()
+            img = io.read_image(path)
+            image_path = io.plan_output(path, out_dir, ".png", inputs=files)
+            if image_path in used:  # a.png and a.jpg in one batch: keep both results
+                image_path = image_path.with_name(f"{path.stem}_{path.suffix.lstrip('.')}.png")
+            io.ensure_not_input(image_path, files)
+            used.add(image_path)
+            table_path = image_path.with_suffix(".csv")
+            result = grid_search(
+                pipe,
+                io.to_tensor(img.rgb),
+                candidates,
+                metric,
+                steps=args.steps,
+                seed=args.seed,
+                table_path=table_path,
+                progress=not args.quiet,
+                tiles=tiles,
+            )
+            io.write_image(image_path, io.from_tensor(result.best_image), like=img)
+            record = {
+                "input": str(path),
+                "metric": args.metric,
+                "best_weights": result.best_weights,
+                "best_score": result.best_score,
+                "q_lq": result.q_lq,
+                "gain": result.gain,
+                "candidates": len(result.rows),
+                "computed": result.computed,
+                "reused": result.reused,
+                "steps": args.steps or pipe.settings.default_steps,
+                "seed": args.seed,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "image": str(image_path),
+                "table": str(table_path),
+            }
+            atomic_write_text(image_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+            done += 1
+            shown = ",".join(f"{k}={v:g}" for k, v in result.best_weights.items() if v)
+            bar.write(f"{path}: {shown} (Q {result.best_score:.4g}, LQ {result.q_lq:.4g})")
+        except io.ImageError as e:
+            failed += 1
+            bar.write(f"error: {e}", file=sys.stderr)
+        except (RuntimeError, ValueError) as e:  # e.g. too small for the metric, out of memory
+            failed += 1
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            bar.write(f"error: {path}: {first}", file=sys.stderr)
+    summary = f"{done} searched, {failed} failed; results in {out_dir}"
+    print(summary, file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0
