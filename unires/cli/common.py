@@ -6,6 +6,12 @@ import argparse
 import sys
 
 
+def first_line(err: BaseException) -> str:
+    """An exception as one line (its first), for per-file error reports."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
     g.add_argument("--model", metavar="PATH", help="UniRes model folder (default: embedded)")
@@ -35,6 +41,5 @@ def load_pipeline_or_exit(args: argparse.Namespace):
     try:
         return UniResPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     except (EmbeddedModelMissing, ModelFolderError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0]
-        print(f"unires {args.command}: error: {first}", file=sys.stderr)
+        print(f"unires {args.command}: error: {first_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .common import add_model_arguments, load_pipeline_or_exit, tile_settings_from_args
+from .common import (
+    add_model_arguments,
+    first_line,
+    load_pipeline_or_exit,
+    tile_settings_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -100,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
             bar.write(f"error: {e}", file=sys.stderr)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory at the smallest tile
             failed += 1
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            bar.write(f"error: {path}: {first}", file=sys.stderr)
+            bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
     summary = f"{done} restored, {skipped} skipped, {failed} failed; outputs in {out_dir}"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
