@@ -79,3 +79,22 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
     train(cfg, resume=True)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log][-2:] == [5, 6]
+
+
+def test_shipped_autoencoder_reconstructs_a_photo():
+    """The committed autoencoder of the embedded model loads and reconstructs well."""
+    from pathlib import Path
+
+    import pytest
+
+    folder = Path(__file__).parents[1] / "unires" / "weights" / "embedded" / "vae"
+    if not (folder / "config.json").is_file():
+        pytest.skip("no shipped autoencoder in this checkout")
+    data = pytest.importorskip("skimage.data")
+    ae = UniResAutoencoder.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    x = torch.from_numpy(data.astronaut()[128:384, 128:384].copy()).permute(2, 0, 1)
+    x = x[None].float() / 127.5 - 1
+    with torch.no_grad():
+        y = ae(x).clamp(-1, 1)
+    mse = float(((y - x) / 2).pow(2).mean())
+    assert 10 * np.log10(1 / mse) > 28.0

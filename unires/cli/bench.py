@@ -47,6 +47,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
 
+    a = bench.add_parser("autoencoder", help="reconstruction PSNR of an autoencoder")
+    a.add_argument(
+        "--model",
+        type=Path,
+        default=Path("unires/weights/embedded/vae"),
+        help="autoencoder folder (UniResAutoencoder)",
+    )
+    a.add_argument("--hq-dir", type=Path, default=Path("../shared/data/val-hq"))
+    a.set_defaults(func=run_autoencoder)
+
 
 def run_speed(args: argparse.Namespace) -> int:
     from ..bench.speed import format_result, result_dict, run_speed_benchmark
@@ -103,4 +113,22 @@ def run_quality(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"table: {args.out / 'quality.md'}")
+    return 0
+
+
+def run_autoencoder(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..model.autoencoder import UniResAutoencoder
+    from ..train.autoencoder import psnr_on_folder
+    from . import UsageError
+
+    if not args.hq_dir.is_dir():
+        raise UsageError(f"{args.hq_dir}: not a folder")
+    try:
+        ae = UniResAutoencoder.from_pretrained(args.model, torch_dtype=torch.float32)
+    except OSError as e:
+        raise UsageError(f"{args.model}: cannot load an autoencoder ({e})") from None
+    value = psnr_on_folder(ae, args.hq_dir)
+    print(f"{args.model}: mean reconstruction PSNR {value:.2f} dB on {args.hq_dir} (full images)")
     return 0

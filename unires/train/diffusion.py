@@ -185,7 +185,7 @@ def _initial_components(cfg: TrainConfig) -> ModelComponents:
         return load_model(cfg.init_from)
     if not cfg.autoencoder:
         raise ValueError("set `autoencoder:` (a trained autoencoder folder) or `init_from:`")
-    vae = UniResAutoencoder.from_pretrained(cfg.autoencoder)
+    vae = UniResAutoencoder.from_pretrained(cfg.autoencoder, torch_dtype=torch.float32)
     return build_model(cfg.model, vae=vae)
 
 
