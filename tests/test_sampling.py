@@ -252,3 +252,19 @@ def test_pipeline_retries_sampling_with_smaller_tiles(tiny_pipe, monkeypatch):
     out = tiny_pipe.restore_tensor(torch.rand(1, 3, 64, 64), {"dn": 1.0}, steps=1)
     assert out.shape == (1, 3, 64, 64)
     assert calls == ["TaskMixture", "TiledDenoiser"]  # whole latent first, then tiles
+
+
+@torch.no_grad()
+def test_strength_runs_the_last_fraction_from_the_noised_start(unet):
+    counting = CountingUNet(unet)
+    cond, emb, x = _inputs()
+    mix = TaskMixture(counting, cond, emb, {"md": 1.0})
+    start = torch.randn_like(x)
+    full = sample_unires_ddim(mix, x, SCHED, 10, disable=True)
+    assert len(counting.calls) == 10
+    counting.calls.clear()
+    part = sample_unires_ddim(mix, x, SCHED, 10, disable=True, strength=0.3, x0_init=start)
+    assert len(counting.calls) == 3
+    assert not torch.equal(part, full)
+    same = sample_unires_ddim(mix, x, SCHED, 10, disable=True, strength=1.0, x0_init=start)
+    assert torch.equal(same, full)  # strength 1 ignores the start: the paper's sampler

@@ -239,11 +239,18 @@ class UniResPipeline:
         downlq_factor: int | None = None,
         tiles: TileSettings | None = None,
         eta: float = 0.0,
+        strength: float = 1.0,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Restore B x 3 x H x W images in [0, 1]; returns B x 3 x (scale*H) x (scale*W)."""
+        """Restore B x 3 x H x W images in [0, 1]; returns B x 3 x (scale*H) x (scale*W).
+
+        ``strength`` 1 samples from pure noise (the paper); below 1 sampling starts from the
+        LQ latent noised part-way (more fidelity, less generated detail).
+        """
         if scale not in (1, 4):
             raise ValueError(f"scale must be 1 or 4, got {scale}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
         weights = validate_weights(weights or self.settings.default_weights)
         active = {k: w for k, w in weights.items() if w != 0.0}
         steps = steps or self.settings.default_steps
@@ -276,6 +283,9 @@ class UniResPipeline:
         noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32).to(self.device)
 
         align = m // self.vae_factor
+        # The LQ as a starting point: residual 0, or the LQ latent itself.
+        residual = self.settings.diffusion_target == "residual"
+        x0_init = torch.zeros_like(z_lq) if residual else z_lq
 
         def sample(latent_tile: int) -> torch.Tensor:
             tiled = latent_tile < max(z_lq.shape[-2:])
@@ -292,6 +302,8 @@ class UniResPipeline:
                 eta=eta,
                 generator=gen,
                 disable=not progress,
+                strength=strength,
+                x0_init=x0_init,
             )
 
         # Never start above the latent's size: an out-of-memory retry must actually tile.

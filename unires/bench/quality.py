@@ -119,6 +119,7 @@ def run_quality_benchmark(
     limit: int | None = None,
     steps: int | None = None,
     seed: int = 0,
+    strength: float = 1.0,
     log=print,
 ) -> list[QualityRow]:
     out_dir = Path(out_dir)
@@ -147,7 +148,7 @@ def run_quality_benchmark(
                 elif callable(how):
                     out = how(lq)
                 else:
-                    out = pipe.restore_tensor(lq, how, steps=steps, seed=seed)
+                    out = pipe.restore_tensor(lq, how, steps=steps, seed=seed, strength=strength)
                 secs += time.perf_counter() - t0
                 scores.append(float(psnr(out, gt)))
                 ssims.append(float(ssim(out, gt)))

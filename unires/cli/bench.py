@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--limit", type=int, default=None, help="use the first N images")
     q.add_argument("--steps", type=int, default=None)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--strength", type=float, default=1.0, help="see unires restore --strength")
     q.add_argument("--device", default="auto")
     q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
@@ -111,6 +112,7 @@ def run_quality(args: argparse.Namespace) -> int:
         limit=args.limit,
         steps=args.steps,
         seed=args.seed,
+        strength=args.strength,
     )
     print(f"table: {args.out / 'quality.md'}")
     return 0

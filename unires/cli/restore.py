@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="1: sample from pure noise (the paper); lower: start from the noised LQ (fidelity)",
+    )
     p.add_argument("--scale", type=int, choices=(1, 4), default=1, help="output scale")
     p.add_argument("--downlq-factor", type=int, default=None, help="DownLQ factor (default 4)")
     p.add_argument(
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if args.steps is not None and args.steps < 1:
         raise UsageError("--steps must be at least 1")
+    if not 0.0 < args.strength <= 1.0:
+        raise UsageError("--strength must be in (0, 1]")
     files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
     out_dir = Path(args.output)
     files = [f for f in files if not _is_own_output(f, out_dir)]
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 weights,
                 steps=args.steps,
                 seed=args.seed,
+                strength=args.strength,
                 scale=args.scale,
                 color_fix=args.color_fix,
                 downlq_factor=args.downlq_factor,

@@ -98,14 +98,25 @@ def sample_unires_ddim(
     generator: torch.Generator | None = None,
     disable: bool | None = None,
     callback: Callable[[dict], None] | None = None,
+    strength: float = 1.0,
+    x0_init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DDIM from ``x`` = x_T (already scaled by the scheduler's init noise sigma) to x_0.
 
     ``model(x_t, t)`` returns the mixed model output (``TaskMixture``). ``callback`` gets
     {"i", "t", "x", "model_output", "pred_x0"} after every step (for previews and searches).
+    ``strength`` < 1 (not in the paper; img2img / SDEdit): run only the last ``strength``
+    fraction of the steps, starting from ``x0_init`` noised to that level with ``x`` as the
+    noise. Lower strength stays closer to ``x0_init``.
     """
     scheduler = make_scheduler(scheduler_config, steps)
-    for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable, desc="sampling")):
+    timesteps = scheduler.timesteps
+    if strength < 1.0:
+        if x0_init is None:
+            raise ValueError("strength < 1 needs x0_init")
+        timesteps = timesteps[-max(1, round(steps * strength)) :]
+        x = scheduler.add_noise(x0_init, x, timesteps[:1])
+    for i, t in enumerate(tqdm(timesteps, disable=disable, desc="sampling")):
         model_output = model(x, t)
         out = scheduler.step(model_output, t, x, eta=eta, generator=generator)
         x = out.prev_sample
