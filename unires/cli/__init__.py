@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, convert, degrade, demo, restore, search, train
+from . import bench, convert, degrade, demo, diversephotos, restore, search, train
 
-COMMANDS = (restore, demo, search, degrade, train, convert, bench)
+COMMANDS = (restore, demo, search, degrade, diversephotos, train, convert, bench)
 
 
 class UsageError(Exception):
