@@ -12,15 +12,6 @@ from skimage.metrics import structural_similarity
 from unires.metrics import ms_ssim, psnr, ssim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # A background job shares the CPU; one thread avoids OpenMP contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float()
 

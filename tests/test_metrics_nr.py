@@ -20,15 +20,6 @@ from unires.metrics.nr import _gaussian_window, _matlab_bicubic_halve, _niqe_pri
 BLUR_SIGMA = 2.8  # pixels; gives NIQE ~8.4 on astronaut like the reference "blurred" figure
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # A background job shares the CPU; one thread avoids OpenMP contention (10x slower otherwise).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """0-255 H x W x 3 -> 1 x 3 x H x W in [0, 1], quantised to 8 bits like a saved image."""
     image = np.clip(np.round(image), 0, 255) / 255.0
