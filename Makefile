@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 JOBS ?= 2
 
-.PHONY: demo test lint format venv venv-dev clean
+.PHONY: demo serve test lint format venv venv-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(VENV)/.demo: $(VENV)/.core
 	$(BIN)/python -m pip install -q -e ".[demo]"
 	touch $@
 
+$(VENV)/.app: $(VENV)/.demo
+	$(BIN)/python -m pip install -q -e ".[app]"
+	touch $@
+
 $(VENV)/.dev: $(VENV)/.core
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
@@ -30,6 +34,9 @@ venv-dev: $(VENV)/.dev
 
 demo: $(VENV)/.demo
 	$(BIN)/unires demo --out demo-output
+
+serve: $(VENV)/.app
+	$(BIN)/unires serve --examples demo-output
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check unires tests

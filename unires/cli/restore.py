@@ -16,6 +16,8 @@ from .common import (
     tile_settings_from_args,
 )
 
+AUTO_CHOICES = ("fast", "grid", "frequent", "predict", "average")  # search.auto.AUTO_METHODS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -32,6 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help='task weights, e.g. "md=0.6,dn=-0.2,downlq=0.6" (tasks: br sr md dd dn downlq '
         "pos neg)",
     )
+    p.add_argument(
+        "--auto",
+        choices=AUTO_CHOICES,
+        help="choose the weights per image: fast (proxy + halving over the paper grid), grid "
+        "(all 1512), frequent (--sets), predict (--predictor), average; the chosen weights "
+        "are printed and written beside the output as <name>.weights.json",
+    )
+    p.add_argument("--metric", default="niqe", help="--auto: quality metric (niqe, piqe, ...)")
+    p.add_argument("--predictor", metavar="FILE", help="--auto predict: a trained predictor")
+    p.add_argument("--sets", metavar="FILE", help="--auto frequent: weight sets (search --mine)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -63,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         weights = parse_weights(args.weights) if args.weights else None
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
+    _check_auto_arguments(args)
     if args.steps is not None and args.steps < 1:
         raise UsageError("--steps must be at least 1")
     if not 0.0 < args.strength <= 1.0:
@@ -94,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 skipped += 1
                 continue
             lq = io.to_tensor(img.rgb)
-            out = pipe.restore_tensor(
-                lq,
-                weights,
+            options = dict(
                 steps=args.steps,
                 seed=args.seed,
                 strength=args.strength,
@@ -104,11 +115,16 @@ def run(args: argparse.Namespace) -> int:
                 color_fix=args.color_fix,
                 downlq_factor=args.downlq_factor,
                 tiles=tiles,
-                progress=not args.quiet and len(files) == 1,
             )
+            chosen = ""
+            if args.auto:
+                out, chosen = _restore_auto(pipe, lq, target, args, options)
+            else:
+                progress = not args.quiet and len(files) == 1
+                out = pipe.restore_tensor(lq, weights, progress=progress, **options)
             io.write_image(target, io.from_tensor(out), like=img)
             done += 1
-            bar.write(f"{path} -> {target} ({time.perf_counter() - t0:.1f} s)")
+            bar.write(f"{path} -> {target}{chosen} ({time.perf_counter() - t0:.1f} s)")
         except io.ImageError as e:
             failed += 1
             bar.write(f"error: {e}", file=sys.stderr)
@@ -118,6 +134,61 @@ def run(args: argparse.Namespace) -> int:
     summary = f"{done} restored, {skipped} skipped, {failed} failed; outputs in {out_dir}"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
+
+
+def _check_auto_arguments(args: argparse.Namespace) -> None:
+    from . import UsageError
+
+    if args.auto and args.weights:
+        raise UsageError("give either --weights or --auto, not both")
+    if args.auto == "predict" and not args.predictor:
+        raise UsageError("--auto predict needs --predictor FILE (unires search --train-predictor)")
+    for flag, method in (("predictor", "predict"), ("sets", "frequent")):
+        if getattr(args, flag) and args.auto != method:
+            raise UsageError(f"--{flag} goes with --auto {method}")
+    for flag in ("predictor", "sets"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            raise UsageError(f"--{flag} {value}: no such file")
+
+
+def _restore_auto(pipe, lq, target: Path, args, options: dict):
+    """--auto: choose the weights (search.auto), write them beside the output as JSON."""
+    import json
+
+    from ..search.auto import auto_weights
+    from ..utils import atomic_write_text
+    from ..weights import format_weights
+
+    opts = dict(options)
+    steps, seed, scale = opts.pop("steps"), opts.pop("seed"), opts.pop("scale")
+    result = auto_weights(
+        pipe,
+        lq,
+        args.auto,
+        metric=args.metric,
+        steps=steps,
+        seed=seed,
+        scale=scale,
+        predictor=args.predictor,
+        sets=args.sets,
+        **opts,
+    )
+    image = result.image
+    if image is None:
+        image = pipe.restore_tensor(lq, result.weights, steps=steps, seed=seed, scale=scale, **opts)
+    record = {
+        "method": args.auto,
+        "metric": args.metric,
+        "weights": result.weights,
+        "score": result.score,
+        "q_lq": result.q_lq,
+        "evaluations": result.evaluations,
+        "seconds": round(result.seconds, 3),
+    }
+    sidecar = target.with_name(f"{target.stem}.weights.json")
+    atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
+    return image, f" [{args.auto}: {format_weights(result.weights)}]"
 
 
 def _is_own_output(path: Path, out_dir: Path) -> bool:

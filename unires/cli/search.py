@@ -19,6 +19,7 @@ from .common import (
 )
 
 FREQUENT_SETS_FILE = "frequent_sets.json"
+PREDICTOR_FILE = "predictor.joblib"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "mining (Sec. 4.2, the paper keeps 8 sets):\n"
             "  unires search --mine OUT_DIR --top 8\n"
             "  counts the best weights of the searches in OUT_DIR, prints them as JSON and\n"
-            f"  writes OUT_DIR/{FREQUENT_SETS_FILE}; search with them: --grid sets --sets FILE"
+            f"  writes OUT_DIR/{FREQUENT_SETS_FILE}; search with them: --grid sets --sets FILE\n\n"
+            "fast search (--method fast): K task predictions per step along one shared\n"
+            "  trajectory score every candidate (Eq. 2 is linear), then successive halving on\n"
+            "  --survivors; < 1% of the grid's UNet evaluations. No CSV table.\n\n"
+            "plots (--plots): OUT_DIR/<stem>_tradeoff.png, the pairwise curves of Fig. 11.\n\n"
+            "predictor (--train-predictor):\n"
+            "  unires search --train-predictor OUT_DIR [--predictor-out FILE]\n"
+            "  fits a random forest (image features -> weights) on the searches in OUT_DIR;\n"
+            "  use it with: unires restore --auto predict --predictor FILE"
         ),
     )
     p.add_argument("inputs", nargs="*", metavar="IN", help="image files, folders or globs")
@@ -61,6 +70,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--mine", metavar="OUT_DIR", help="count the optima of earlier searches")
     p.add_argument("--top", type=int, default=8, help="with --mine: how many sets to keep")
+    p.add_argument(
+        "--method", choices=("grid", "fast"), default="grid", help="grid: every candidate"
+    )
+    p.add_argument("--survivors", type=int, default=16, help="fast: candidates kept after proxy")
+    p.add_argument("--plots", action="store_true", help="also draw Fig. 11's trade-off curves")
+    p.add_argument("--train-predictor", metavar="OUT_DIR", help="fit the weight predictor")
+    p.add_argument("--predictor-out", metavar="FILE", help="default OUT_DIR/predictor.joblib")
+    p.add_argument("--trees", type=int, default=200, help="predictor: trees in the forest")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -69,7 +86,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.mine is not None:
         return run_mine(args)
+    if args.train_predictor is not None:
+        return run_train_predictor(args)
     return run_search(args)
+
+
+def run_train_predictor(args: argparse.Namespace) -> int:
+    from ..search.predictor import train_from_search_log
+    from . import UsageError
+
+    if args.inputs:
+        raise UsageError("--train-predictor takes no input images")
+    folder = Path(args.train_predictor)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    out = Path(args.predictor_out or folder / PREDICTOR_FILE)
+    try:
+        predictor, used = train_from_search_log(folder, n_estimators=args.trees, seed=args.seed)
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {first_line(e)}", file=sys.stderr)
+        return 1
+    predictor.save(out)
+    print(f"predictor trained on {used} images: {out}")
+    return 0
 
 
 def run_mine(args: argparse.Namespace) -> int:
@@ -100,7 +142,7 @@ def run_mine(args: argparse.Namespace) -> int:
 
 
 def _candidates(args: argparse.Namespace) -> list[dict[str, float]]:
-    from ..weights import search_grid, validate_weights
+    from ..weights import search_grid
 
     if args.grid == "paper":
         return search_grid()
@@ -111,13 +153,9 @@ def _candidates(args: argparse.Namespace) -> list[dict[str, float]]:
         return search_grid(args.vmin, args.vmax, args.step, tasks, args.max_negative)
     if not args.sets:
         raise ValueError("--grid sets needs --sets FILE")
-    try:
-        data = json.loads(Path(args.sets).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{args.sets}: cannot read weight sets ({e})") from None
-    entries = data.get("sets", []) if isinstance(data, dict) else data
-    # Accept --mine's {"sets": [{"weights": {...}}]} or a plain list of weight mappings.
-    return [validate_weights(e.get("weights", e)) for e in entries if isinstance(e, dict)]
+    from ..search.auto import read_weight_sets
+
+    return read_weight_sets(args.sets)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -125,6 +163,8 @@ def run_search(args: argparse.Namespace) -> int:
     from ..metrics.nr import get_metric
     from ..pipeline import resolve_device
     from ..search import grid_search
+    from ..search.fast import fast_search
+    from ..search.plots import draw_tradeoffs
     from ..utils import atomic_write_text
     from ..weights import WeightsError
     from . import UsageError
@@ -135,6 +175,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("--steps must be at least 1")
     if args.max_images is not None and args.max_images < 1:
         raise UsageError("--max-images must be at least 1")
+    if args.survivors < 1:
+        raise UsageError("--survivors must be at least 1")
     try:
         candidates = _candidates(args)
         metric = get_metric(args.metric, device=resolve_device(args.device))
@@ -168,21 +210,35 @@ def run_search(args: argparse.Namespace) -> int:
             io.ensure_not_input(image_path, files)
             used.add(image_path)
             table_path = image_path.with_suffix(".csv")
-            result = grid_search(
-                pipe,
-                io.to_tensor(img.rgb),
-                candidates,
-                metric,
-                steps=args.steps,
-                seed=args.seed,
-                table_path=table_path,
-                progress=not args.quiet,
-                tiles=tiles,
-            )
+            lq = io.to_tensor(img.rgb)
+            if args.method == "fast":
+                result = fast_search(
+                    pipe,
+                    lq,
+                    metric,
+                    candidates,
+                    steps=args.steps,
+                    seed=args.seed,
+                    survivors=args.survivors,
+                    tiles=tiles,
+                )
+            else:
+                result = grid_search(
+                    pipe,
+                    lq,
+                    candidates,
+                    metric,
+                    steps=args.steps,
+                    seed=args.seed,
+                    table_path=table_path,
+                    progress=not args.quiet,
+                    tiles=tiles,
+                )
             io.write_image(image_path, io.from_tensor(result.best_image), like=img)
             record = {
                 "input": str(path),
                 "metric": args.metric,
+                "method": args.method,
                 "best_weights": result.best_weights,
                 "best_score": result.best_score,
                 "q_lq": result.q_lq,
@@ -190,12 +246,18 @@ def run_search(args: argparse.Namespace) -> int:
                 "candidates": len(result.rows),
                 "computed": result.computed,
                 "reused": result.reused,
+                "evaluations": result.evaluations,
                 "steps": args.steps or pipe.settings.default_steps,
                 "seed": args.seed,
                 "seconds": round(time.perf_counter() - t0, 3),
                 "image": str(image_path),
-                "table": str(table_path),
+                "table": str(table_path) if args.method == "grid" else None,
             }
+            if args.plots:
+                plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
+                title = f"{path.name}: {args.metric} along each pair of tasks (Fig. 11)"
+                if draw_tradeoffs(result.rows, plot, title=title, metric=args.metric):
+                    record["plot"] = str(plot)
             atomic_write_text(image_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
             done += 1
             shown = ",".join(f"{k}={v:g}" for k, v in result.best_weights.items() if v)

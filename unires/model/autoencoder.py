@@ -115,8 +115,59 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
         return self.decode_raw(self.encode_raw(x))
 
 
+class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
+    """Lossless "autoencoder": f x f pixel blocks <-> 3 f^2 latent channels (pixel unshuffle).
+
+    No learned weights and no reconstruction error, so restoration quality is not capped by
+    an autoencoder and the latent residual z_HQ - z_LQ is the pixel residual, rearranged.
+    The embedded CPU model uses it (f = 4): with the learned f = 8 autoencoder the latent
+    residual proved unpredictable from z_LQ on a CPU budget (docs/TRAINING.md, run 2).
+    """
+
+    @register_to_config
+    def __init__(self, factor: int = 4, scaling_factor: float = 1.0, shift_factor: float = 0.0):
+        super().__init__()
+        # A (saved) buffer so the module has a dtype, a device and a weights file like the
+        # other autoencoders; it is 1 and changes nothing.
+        self.register_buffer("unit", torch.ones(()))
+
+    @property
+    def downscale_factor(self) -> int:
+        return int(self.config.factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return 3 * int(self.config.factor) ** 2
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        z = nn.functional.pixel_unshuffle(x, self.config.factor)
+        return (z - self.config.shift_factor) * self.config.scaling_factor * self.unit
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        z = z / self.config.scaling_factor + self.config.shift_factor
+        return nn.functional.pixel_shuffle(z * self.unit, self.config.factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+OWN_AUTOENCODERS = (UniResAutoencoder, SpaceToDepthAutoencoder)
+
+
+def load_own_autoencoder(path, torch_dtype: torch.dtype = torch.float32):
+    """A project autoencoder folder (either class), chosen by its config's class name."""
+    import json
+    from pathlib import Path
+
+    name = json.loads((Path(path) / "config.json").read_text()).get("_class_name")
+    for cls in OWN_AUTOENCODERS:
+        if cls.__name__ == name:
+            return cls.from_pretrained(path, torch_dtype=torch_dtype)
+    raise ValueError(f"{path}: not a UniRes autoencoder (class {name!r})")
+
+
 def _is_own(vae) -> bool:
-    return isinstance(vae, UniResAutoencoder)
+    return isinstance(vae, OWN_AUTOENCODERS)
 
 
 def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
@@ -149,4 +200,6 @@ def vae_downscale_factor(vae) -> int:
 
 
 def vae_latent_channels(vae) -> int:
+    if _is_own(vae):
+        return vae.latent_channels
     return int(vae.config.latent_channels)

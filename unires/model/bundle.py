@@ -2,7 +2,8 @@
 
     model_index.json        component -> [library, class], plus a "unires" settings block
     unet/                   UNet2DConditionModel (config.json + safetensors)
-    vae/                    UniResAutoencoder, AutoencoderKL or AutoencoderTiny
+    vae/                    UniResAutoencoder, SpaceToDepthAutoencoder, AutoencoderKL or
+                            AutoencoderTiny
     prompt_encoder/         TaskPromptTable               (small models), or
     tokenizer/, text_encoder/  CLIP tokenizer and text model (Stable-Diffusion class)
     scheduler/              DDIMScheduler config
@@ -24,7 +25,7 @@ from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DCondi
 from .. import __version__
 from ..config import from_dict, to_dict
 from ..utils import atomic_write_text
-from .autoencoder import UniResAutoencoder
+from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
 from .prompt import CLIPPromptEncoder, TaskPromptTable
 
 DIFFUSION_TARGETS = ("latent", "residual")
@@ -43,12 +44,24 @@ class UniResSettings:
     default_steps: int = 20
     default_weights: dict[str, float] = field(default_factory=lambda: {"dn": -0.2, "downlq": 1.2})
     description: str = ""
+    # Per-channel standardisation of the condition latents before they enter the UNet
+    # (sampling.conditions.condition_input). An autoencoder whose channels differ 100x in
+    # scale (a PCA-initialised one) otherwise hides the detail channels from the UNet's
+    # first convolution. `normalize_condition: true` asks the trainer to estimate the
+    # statistics; empty lists mean no standardisation.
+    normalize_condition: bool = False
+    condition_mean: list[float] = field(default_factory=list)
+    condition_std: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         if self.diffusion_target not in DIFFUSION_TARGETS:
             raise ValueError(
                 f"diffusion_target must be one of {DIFFUSION_TARGETS}, got {self.diffusion_target!r}"
             )
+        if len(self.condition_mean) != len(self.condition_std):
+            raise ValueError("condition_mean and condition_std must have the same length")
+        if any(v <= 0 for v in self.condition_std):
+            raise ValueError("condition_std entries must be positive")
 
 
 class ModelFolderError(ValueError):
@@ -69,6 +82,7 @@ _LOADERS = {
     ("diffusers", "AutoencoderKL"): AutoencoderKL,
     ("diffusers", "AutoencoderTiny"): AutoencoderTiny,
     ("unires", "UniResAutoencoder"): UniResAutoencoder,
+    ("unires", "SpaceToDepthAutoencoder"): SpaceToDepthAutoencoder,
     ("unires", "TaskPromptTable"): TaskPromptTable,
 }
 
@@ -86,7 +100,10 @@ def save_model(components: ModelComponents, folder: str | Path, dtype=None) -> P
     index: dict[str, Any] = {"_class_name": "UniResPipeline", "_unires_version": __version__}
 
     def save_module(module, sub: str):
-        was = next(module.parameters()).dtype
+        first = next(module.parameters(), None)
+        if first is None:  # a weightless autoencoder: its dtype is its buffers'
+            first = next(module.buffers())
+        was = first.dtype
         if dtype is not None:
             torch.nn.Module.to(module, dtype)  # diffusers' .to() warns on dtype casts
         module.save_pretrained(folder / sub, safe_serialization=True)

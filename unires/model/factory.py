@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..tasks import TRAINING_PROMPTS
-from .autoencoder import UniResAutoencoder
+from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
 from .bundle import ModelComponents, UniResSettings, default_scheduler_config
 from .prompt import TaskPromptTable
 from .unet import UNET_PRESETS, UNetConfig, build_unet
@@ -17,6 +17,9 @@ class AutoencoderConfig:
     channels: tuple[int, int] = (128, 256)
     encoder_blocks: tuple[int, int] = (2, 2)
     decoder_blocks: tuple[int, int] = (3, 3)
+    # > 0: no learned autoencoder but the lossless SpaceToDepthAutoencoder with this factor
+    # (latent_channels is then 3 * factor^2); nothing to train, no reconstruction ceiling.
+    space_to_depth: int = 0
 
 
 @dataclass
@@ -28,10 +31,12 @@ class ModelConfig:
     settings: UniResSettings = field(default_factory=UniResSettings)
 
 
-def build_model(cfg: ModelConfig, vae: UniResAutoencoder | None = None) -> ModelComponents:
+def build_model(cfg: ModelConfig, vae=None) -> ModelComponents:
     """Untrained components; ``vae`` lets training start from a trained autoencoder."""
-    if vae is None:
-        a = cfg.autoencoder
+    a = cfg.autoencoder
+    if vae is None and a.space_to_depth > 0:
+        vae = SpaceToDepthAutoencoder(factor=a.space_to_depth)
+    elif vae is None:
         vae = UniResAutoencoder(
             latent_channels=a.latent_channels,
             channels=tuple(a.channels),

@@ -1,15 +1,24 @@
-"""Per-image search of the task weights (paper Sec. 3.3, Eq. 3-4) and the reduced search over
-the most frequent optima (Sec. 4.2 "Search Complexity")."""
+"""Per-image search of the task weights (paper Sec. 3.3, Eq. 3-4), the reduced search over
+the most frequent optima (Sec. 4.2 "Search Complexity"), a fast search (shared first step +
+successive halving), a learned predictor, and ``auto_weights``: the one entry point."""
 
+from .auto import AUTO_METHODS, AutoResult, auto_weights
+from .batched import restore_candidates
+from .fast import fast_search
 from .frequent import mine_frequent_sets, read_search_log, select_among
 from .grid import ScoredCandidate, SearchResult, grid_search, read_score_table
 
 __all__ = [
+    "AUTO_METHODS",
+    "AutoResult",
     "ScoredCandidate",
     "SearchResult",
+    "auto_weights",
+    "fast_search",
     "grid_search",
     "mine_frequent_sets",
     "read_score_table",
     "read_search_log",
+    "restore_candidates",
     "select_among",
 ]

@@ -8,7 +8,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..utils import atomic_write_text
 from ..weights import Weights, validate_weights
+from .batched import CandidateSampler, restore_in_chunks, supports_batching
 
 SCORE_COLUMN = "score"
 KEY_DECIMALS = 6  # weights equal to 1e-6 are the same candidate (grid values are rounded)
@@ -40,6 +41,7 @@ class SearchResult:
     computed: int = 0  # candidates restored in this call
     reused: int = 0  # candidates read back from an existing score table
     seconds: float = 0.0
+    evaluations: int = 0  # UNet evaluations spent (one task, one latent, one step)
 
     @property
     def gain(self) -> float:
@@ -91,6 +93,18 @@ def _rank(score: float) -> float:
     return score if not math.isnan(score) else -math.inf  # NaN never wins the argmax
 
 
+def lq_at_output_size(lq: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """The input as the restorations are scored: bicubic-upscaled for x4, so Q(LQ) and the
+    candidates' Q compare like for like (and small x4 inputs meet NIQE's minimum size)."""
+    lq = lq.float().clamp(0, 1)
+    if scale == 1:
+        return lq
+    up = torch.nn.functional.interpolate(
+        lq, scale_factor=scale, mode="bicubic", align_corners=False
+    )
+    return up.clamp(0, 1)
+
+
 def grid_search(
     pipe,
     lq: torch.Tensor,
@@ -102,14 +116,17 @@ def grid_search(
     table_path: str | Path | None = None,
     progress: bool = False,
     return_image: bool = True,
+    report: Callable[[float, str], None] | None = None,
     **restore_kwargs,
 ) -> SearchResult:
     """w* = argmax_{w in Omega} Q(g(x, w)) over ``candidates`` for one image ``lq``.
 
-    ``pipe.restore_tensor`` runs with the same seed for every candidate, so scores differ only
-    by the weights. Candidates already in ``table_path`` are not restored again; with
+    Every candidate is restored with the same seed, so scores differ only by the weights; a
+    real pipeline restores them in batches (``batched.py``: encodings and the first step
+    shared), others one ``restore_tensor`` call at a time. Candidates already in ``table_path`` are not restored again; with
     ``return_image`` a best candidate read from the table is restored once more for its image.
     ``restore_kwargs`` (scale, color_fix, tiles, ...) go to ``restore_tensor``.
+    ``report(fraction, message)`` (optional) follows the progress, e.g. for a web page.
     """
     if lq.ndim != 4 or lq.shape[0] != 1:
         raise ValueError(f"grid search scores one image: expected 1 x 3 x H x W, got {lq.shape}")
@@ -118,42 +135,108 @@ def grid_search(
     t0 = time.perf_counter()
     omega = [validate_weights(w) for w in candidates]
     known = read_score_table(table_path) if table_path is not None else {}
-    q_lq = _quality(metric, lq.float().clamp(0, 1))
+    q_lq = _quality(metric, lq_at_output_size(lq, restore_kwargs.get("scale", 1)))
+    todo = [i for i, w in enumerate(omega) if weights_key(w) not in known]
+    restorer = CandidateRestorer(pipe, lq, steps=steps, seed=seed, **restore_kwargs)
 
-    def restore(weights: Weights) -> torch.Tensor:
-        return pipe.restore_tensor(lq, weights, steps=steps, seed=seed, **restore_kwargs)
-
-    rows: list[ScoredCandidate] = []
-    best_index, best_image = -1, None
-    computed = reused = 0
-    for weights in tqdm(omega, desc="searching", unit="w", disable=not progress):
-        key = weights_key(weights)
-        if key in known:
-            score, image = known[key], None
-            reused += 1
-        else:
-            image = restore(weights)
-            score = _quality(metric, image)
-            computed += 1
-        rows.append(ScoredCandidate(weights, score))
-        # Eq. 3-4: keep the argmax of Q; ties keep the earlier candidate.
-        if best_index < 0 or _rank(score) > _rank(rows[best_index].score):
-            best_index, best_image = len(rows) - 1, image
-        if table_path is not None and image is not None:
-            write_score_table(table_path, rows + _not_visited(known, rows))
-    best = rows[best_index]
-    if return_image and best_image is None:
-        best_image = restore(best.weights)
+    scores = {i: known[weights_key(w)] for i, w in enumerate(omega) if weights_key(w) in known}
+    best_image: dict[int, torch.Tensor] = {}
+    with tqdm(total=len(todo), desc="searching", unit="w", disable=not progress) as bar:
+        for rows, images in restorer.restore([omega[i] for i in todo]):
+            for r, image in zip(rows, images, strict=True):
+                i = todo[r]
+                scores[i] = _quality(metric, image[None])
+                best_image[i] = image[None]
+            # Keep only the current leader's image: memory stays flat on 1512 candidates.
+            leader = _argmax([scores.get(i, math.nan) for i in range(len(omega))])
+            best_image = {i: im for i, im in best_image.items() if i == leader}
+            if table_path is not None:
+                done = [
+                    ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores
+                ]
+                write_score_table(table_path, done + _not_visited(known, done))
+            bar.update(len(rows))
+            if report is not None:
+                report(bar.n / max(1, len(todo)), f"{bar.n}/{len(todo)} candidates")
+    rows_out = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
+    best_index = _argmax([r.score for r in rows_out])  # Eq. 3-4
+    best = rows_out[best_index]
+    image = best_image.get(best_index)
+    if return_image and image is None:
+        image = restorer.restore_one(best.weights)
     return SearchResult(
         best_weights=best.weights,
         best_score=best.score,
-        best_image=best_image if return_image else None,
+        best_image=image if return_image else None,
         q_lq=q_lq,
-        rows=rows,
-        computed=computed,
-        reused=reused,
+        rows=rows_out,
+        computed=len(todo),
+        reused=len(omega) - len(todo),
         seconds=time.perf_counter() - t0,
+        evaluations=restorer.evaluations,
     )
+
+
+def _argmax(scores: Sequence[float]) -> int:
+    """Eq. 3-4's argmax; NaN never wins, ties keep the earlier candidate."""
+    best = 0
+    for i, s in enumerate(scores):
+        if _rank(s) > _rank(scores[best]):
+            best = i
+    return best
+
+
+class CandidateRestorer:
+    """Restorations of one image for many weight sets: batched (``batched.py``) on a real
+    pipeline, one ``restore_tensor`` call per set otherwise (stub pipes, eta > 0, tiling).
+    ``evaluations`` counts the UNet evaluations spent."""
+
+    def __init__(self, pipe, lq: torch.Tensor, *, steps: int | None, seed: int, **kwargs):
+        self.pipe, self.lq, self.steps, self.seed, self.kwargs = pipe, lq, steps, seed, kwargs
+        self.batched = supports_batching(pipe, lq, kwargs)
+        self.evaluations = 0
+        self._prepared = None
+
+    def restore(self, omega: Sequence[Weights]):
+        """Yield (indices into omega, images) a chunk at a time."""
+        if not omega:
+            return
+        if not self.batched:
+            for i, w in enumerate(omega):
+                yield [i], self.restore_one(w)
+            return
+        steps = self.steps or _default_steps(self.pipe)
+        sampler = CandidateSampler(
+            self.pipe, self.prepared(), omega, steps, strength=self.kwargs.get("strength", 1.0)
+        )
+        try:
+            for rows, images in restore_in_chunks(sampler, **self._decode_kwargs()):
+                yield list(rows), images
+        finally:
+            self.evaluations += sampler.evaluations
+
+    def restore_one(self, weights: Weights) -> torch.Tensor:
+        steps = self.steps or _default_steps(self.pipe)
+        self.evaluations += steps * sum(1 for v in weights.values() if v != 0.0)
+        return self.pipe.restore_tensor(
+            self.lq, weights, steps=self.steps, seed=self.seed, **self.kwargs
+        )
+
+    def prepared(self):
+        if self._prepared is None:
+            kw = {
+                k: self.kwargs[k] for k in ("scale", "downlq_factor", "tiles") if k in self.kwargs
+            }
+            self._prepared = self.pipe.prepare(self.lq, seed=self.seed, **kw)
+        return self._prepared
+
+    def _decode_kwargs(self) -> dict:
+        return {k: self.kwargs[k] for k in ("color_fix", "tiles") if k in self.kwargs}
+
+
+def _default_steps(pipe) -> int:
+    settings = getattr(pipe, "settings", None)
+    return getattr(settings, "default_steps", 1)
 
 
 def _not_visited(

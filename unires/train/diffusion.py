@@ -30,10 +30,11 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..data.loader import collate, worker_init
-from ..model.autoencoder import UniResAutoencoder, encode_latents
+from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
 from ..model.factory import ModelConfig, build_model
 from ..model.prompt import TaskPromptTable
+from ..sampling.conditions import condition_input
 from ..sampling.ddim import make_scheduler
 from ..tasks import TRAINING_TASK_PROBS
 from ..utils import atomic_write_text
@@ -84,6 +85,10 @@ class TrainConfig:
     # expected energy of its target, so tasks with small residuals (mild noise) weigh as
     # much as tasks with large ones (x4 super-resolution) -- see docs/TRAINING.md.
     loss_weighting: str = "none"
+    # Fraction of samples trained at the last timestep. With zero terminal SNR the input
+    # there is pure noise, so the loss is plain regression of x0 from the LQ latent and the
+    # prompt: the one-step (MMSE) restoration that maximises PSNR (docs/TRAINING.md).
+    terminal_t_prob: float = 0.0
     checkpoint_every: int = 200
     validate_every: int = 500
     val_steps: int = 10
@@ -183,20 +188,31 @@ def save_checkpoint(accelerator, out: Path, state: dict) -> None:
 def _initial_components(cfg: TrainConfig) -> ModelComponents:
     if cfg.init_from:
         return load_model(cfg.init_from)
+    if cfg.model.autoencoder.space_to_depth > 0 and not cfg.autoencoder:
+        return build_model(cfg.model)  # the lossless autoencoder has nothing to load
     if not cfg.autoencoder:
-        raise ValueError("set `autoencoder:` (a trained autoencoder folder) or `init_from:`")
-    vae = UniResAutoencoder.from_pretrained(cfg.autoencoder, torch_dtype=torch.float32)
-    return build_model(cfg.model, vae=vae)
+        raise ValueError(
+            "set `autoencoder:` (a trained autoencoder folder), "
+            "`model.autoencoder.space_to_depth`, or `init_from:`"
+        )
+    return build_model(cfg.model, vae=load_own_autoencoder(cfg.autoencoder))
 
 
 @torch.no_grad()
-def estimate_residual_scale(vae, dataset, n: int = 32) -> float:
-    """1 / std of (z_HQ - z_LQ): makes the diffused residual roughly unit-variance."""
+def estimate_latent_statistics(vae, dataset, n: int = 32) -> dict:
+    """From n training samples: ``residual_scale`` = 1 / std of (z_HQ - z_LQ), which makes
+    the diffused residual roughly unit-variance, and the per-channel mean / std of z_LQ
+    used to standardise the UNet's condition input."""
     items = [dataset[i] for i in range(n)]
     hq = torch.stack([it["hq"] for it in items])
     lq = torch.stack([it["lq"] for it in items])
-    r = encode_latents(vae, hq * 2 - 1) - encode_latents(vae, lq * 2 - 1)
-    return float(1.0 / r.std().clamp_min(1e-3))
+    z_lq = encode_latents(vae, lq * 2 - 1)
+    r = encode_latents(vae, hq * 2 - 1) - z_lq
+    return {
+        "residual_scale": float(1.0 / r.std().clamp_min(1e-3)),
+        "condition_mean": z_lq.mean(dim=(0, 2, 3)).tolist(),
+        "condition_std": z_lq.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
+    }
 
 
 def diffusion_target(settings, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
@@ -247,7 +263,8 @@ def validation_loss(comps: ModelComponents, batch: dict, n_timesteps: int = 8) -
             target = noise
         else:
             target = x0
-        pred = comps.unet(torch.cat([x_t, z_lq], 1), t, encoder_hidden_states=ctx).sample
+        cond = condition_input(comps.settings, z_lq)
+        pred = comps.unet(torch.cat([x_t, cond], 1), t, encoder_hidden_states=ctx).sample
         losses.append(F.mse_loss(pred.float(), target.float()).item())
     return float(sum(losses) / len(losses))
 
@@ -292,12 +309,27 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     dataset = build_train_dataset(cfg)
     ckpt = latest_checkpoint(out) if resume else None
     trainer_state = json.loads((ckpt / "trainer_state.json").read_text()) if ckpt else {}
-    if settings.diffusion_target == "residual":
-        if "residual_scale" in trainer_state:
-            settings.residual_scale = trainer_state["residual_scale"]
-        elif settings.residual_scale <= 0:
-            settings.residual_scale = estimate_residual_scale(vae.to("cpu"), dataset)
+    # Data statistics are estimated once, at the first step, and kept in the trainer state
+    # so a resumed run uses the same ones.
+    residual = settings.diffusion_target == "residual"
+    need_scale = residual and settings.residual_scale <= 0
+    need_norm = settings.normalize_condition and not settings.condition_mean
+    if need_scale or need_norm:
+        stats = {
+            k: trainer_state[k]
+            for k in ("residual_scale", "condition_mean", "condition_std")
+            if k in trainer_state
+        }
+        if (need_scale and "residual_scale" not in stats) or (
+            need_norm and "condition_mean" not in stats
+        ):
+            stats = estimate_latent_statistics(vae.to("cpu"), dataset)
             vae.to(accelerator.device)
+        if need_scale:
+            settings.residual_scale = stats["residual_scale"]
+        if need_norm:
+            settings.condition_mean = stats["condition_mean"]
+            settings.condition_std = stats["condition_std"]
     params = list(unet.parameters())
     if trainable_prompts:
         params += list(prompt_encoder.parameters())
@@ -360,6 +392,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         return {
             "step": step,
             "residual_scale": settings.residual_scale,
+            "condition_mean": settings.condition_mean,
+            "condition_std": settings.condition_std,
             "samples_seen": step * per_step,
             "time": time.time(),
         }
@@ -398,7 +432,11 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
                 x0 = diffusion_target(settings, z_hq, z_lq)
                 b = x0.shape[0]
                 noise = torch.randn(x0.shape, generator=gen).to(x0)
-                t = torch.randint(0, num_train_timesteps, (b,), generator=gen).to(x0.device)
+                t = torch.randint(0, num_train_timesteps, (b,), generator=gen)
+                if cfg.terminal_t_prob > 0:
+                    terminal = torch.rand(b, generator=gen) < cfg.terminal_t_prob
+                    t = torch.where(terminal, num_train_timesteps - 1, t)
+                t = t.to(x0.device)
                 x_t = noise_scheduler.add_noise(x0, noise, t)
                 if prediction_type == "v_prediction":
                     target = noise_scheduler.get_velocity(x0, noise, t)
@@ -409,7 +447,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
                 # Independent draws: image condition and text condition (paper Sec. 3.2).
                 drop_image = (torch.rand(b, generator=gen) < cfg.image_drop).to(x0.device)
                 drop_text = (torch.rand(b, generator=gen) < cfg.text_drop).tolist()
-                cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(z_lq), z_lq)
+                cond = condition_input(settings, z_lq)
+                cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond), cond)
                 prompts = ["" if d else p for p, d in zip(batch["prompt"], drop_text, strict=True)]
                 ctx = embed(prompts)
                 pred = unet(torch.cat([x_t, cond], dim=1), t, encoder_hidden_states=ctx).sample
@@ -533,6 +572,9 @@ def export_from_checkpoint(cfg: TrainConfig, folder: Path | None = None) -> Path
     settings = copy.deepcopy(comps.settings)
     if settings.diffusion_target == "residual":
         settings.residual_scale = state["residual_scale"]
+    if settings.normalize_condition and state.get("condition_mean"):
+        settings.condition_mean = state["condition_mean"]
+        settings.condition_std = state["condition_std"]
     params = list(comps.unet.parameters())
     if isinstance(comps.prompt_encoder, TaskPromptTable):
         params += list(comps.prompt_encoder.parameters())

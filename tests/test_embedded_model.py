@@ -1,0 +1,45 @@
+"""The shipped embedded model: loads by default, restores, and respects the repository's
+weight policy (fp16 safetensors, diffusers folder layout, <= 60 MB in all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unires.pipeline import EMBEDDED_MODEL_DIR, EmbeddedModelMissing, UniResPipeline
+
+MAX_BYTES = 60 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    try:
+        return UniResPipeline.from_pretrained(device="cpu", dtype="fp32")
+    except EmbeddedModelMissing as e:
+        pytest.skip(str(e))
+
+
+def test_weights_are_fp16_safetensors_within_budget(embedded):
+    from safetensors import safe_open
+
+    files = [p for p in Path(EMBEDDED_MODEL_DIR).rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= MAX_BYTES
+    assert (Path(EMBEDDED_MODEL_DIR) / "model_index.json").is_file()
+    weights = [p for p in files if p.suffix == ".safetensors"]
+    assert weights and not [p for p in files if p.suffix in (".bin", ".pt", ".pkl", ".ckpt")]
+    for path in weights:
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                assert f.get_slice(key).get_dtype() == "F16", (path, key)
+
+
+def test_embedded_model_restores_with_its_defaults(embedded):
+    lq = torch.rand(1, 3, 40, 56)
+    out = embedded.restore_tensor(lq)
+    assert out.shape == lq.shape and torch.isfinite(out).all()
+    assert embedded.settings.default_steps >= 1
+    assert sum(embedded.settings.default_weights.values()) == pytest.approx(1.0)
+    x4 = embedded.restore_tensor(lq[..., :20, :28], {"sr": 1.0}, scale=4)
+    assert x4.shape[-2:] == (80, 112)

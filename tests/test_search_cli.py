@@ -1,0 +1,129 @@
+"""``unires restore --auto``, ``unires search --method fast / --plots / --train-predictor``
+on the tiny random model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unires.cli import main
+from unires.search.grid import ScoredCandidate
+from unires.search.plots import draw_tradeoffs, tradeoff_curves
+from unires.weights import search_grid, validate_weights
+
+
+def _image(folder, name="a.png", size=(192, 96)):
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(folder / name)
+    return folder / name
+
+
+def _model(tiny_model_dir):
+    return ["--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "fp32"]
+
+
+def test_restore_auto_frequent_and_average(tiny_model_dir, tmp_path, capsys):
+    src = _image(tmp_path / "in")
+    sets = tmp_path / "sets.json"
+    sets.write_text(json.dumps([{"dn": -0.2, "downlq": 1.2}, {"md": 0.6, "downlq": 0.4}]))
+    out = tmp_path / "out"
+    common = [str(src), "-o", str(out), "--steps", "1", "-q", *_model(tiny_model_dir)]
+    assert main(["restore", *common, "--auto", "frequent", "--sets", str(sets)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((out / "a.weights.json").read_text())
+    assert record["method"] == "frequent" and record["metric"] == "niqe"
+    assert record["weights"] in ({"dn": -0.2, "downlq": 1.2}, {"md": 0.6, "downlq": 0.4})
+    assert "frequent:" in printed and "downlq=" in printed
+    assert Image.open(out / "a.png").size == (192, 96)
+
+    assert main(["restore", *common, "--auto", "average"]) == 0
+    record = json.loads((out / "a.weights.json").read_text())
+    assert validate_weights(record["weights"]) and record["evaluations"] == 6
+
+
+def test_restore_auto_usage_errors(tiny_model_dir, tmp_path, capsys):
+    src = _image(tmp_path / "in")
+    common = [str(src), "-o", str(tmp_path / "out"), *_model(tiny_model_dir)]
+    assert main(["restore", *common, "--auto", "predict"]) == 2
+    assert "--predictor" in capsys.readouterr().err
+    assert main(["restore", *common, "--auto", "fast", "--weights", "dn=1"]) == 2
+    assert main(["restore", *common, "--auto", "frequent", "--sets", "nope.json"]) == 2
+
+
+def test_train_predictor_then_restore_auto_predict(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    src = tmp_path / "in"
+    _image(src, "a.png")
+    _image(src, "b.png", size=(200, 100))
+    log = tmp_path / "log"
+    grid = ["--grid", "custom", "--tasks", "md,dn,downlq", "--vmin", "0", "--vmax", "1"]
+    argv = [str(src), "-o", str(log), *grid, "--step", "0.5", "--steps", "1", "-q"]
+    assert main(["search", *argv, "--plots", *_model(tiny_model_dir)]) == 0
+    assert (log / "a_tradeoff.png").is_file()
+    assert json.loads((log / "a.json").read_text())["plot"].endswith("a_tradeoff.png")
+
+    assert main(["search", "--train-predictor", str(log), "--trees", "5"]) == 0
+    assert "trained on 2 images" in capsys.readouterr().out
+    predictor = log / "predictor.joblib"
+    out = tmp_path / "out"
+    args = [str(src / "a.png"), "-o", str(out), "--steps", "1", "-q", *_model(tiny_model_dir)]
+    assert main(["restore", *args, "--auto", "predict", "--predictor", str(predictor)]) == 0
+    record = json.loads((out / "a.weights.json").read_text())
+    assert validate_weights(record["weights"])
+    assert set(record["weights"]) <= {"md", "dn", "downlq"}  # trained on those optima only
+
+
+def test_search_method_fast_writes_record(tiny_model_dir, tmp_path):
+    src = _image(tmp_path / "in")
+    out = tmp_path / "out"
+    grid = ["--grid", "custom", "--tasks", "sr,dn,downlq", "--vmin", "-0.2", "--vmax", "1.2"]
+    argv = [str(src), "-o", str(out), *grid, "--method", "fast", "--steps", "2", "-q"]
+    assert main(["search", *argv, "--survivors", "3", *_model(tiny_model_dir)]) == 0
+    record = json.loads((out / "a.json").read_text())
+    assert record["method"] == "fast" and record["table"] is None
+    # 3 tasks x 2 steps on the shared trajectory + at most 3 survivors x 3 tasks at step 2.
+    assert 6 < record["evaluations"] <= 6 + 9
+    assert not (out / "a.csv").exists() and (out / "a.png").is_file()
+
+
+def test_tradeoff_curves_are_fig11_pairs(tmp_path):
+    rows = [ScoredCandidate(w, -abs(w.get("sr", 0.0) - 0.4)) for w in search_grid()]
+    curves = tradeoff_curves(rows)
+    assert len(curves) == 15  # every pair of the six tasks
+    sr_dn = curves[("sr", "dn")]
+    assert [x for x, _ in sr_dn] == pytest.approx([-0.2, 0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
+    assert max(sr_dn, key=lambda p: p[1])[0] == pytest.approx(0.4)
+    path = draw_tradeoffs(rows, tmp_path / "fig11.png", title="t")
+    with Image.open(path) as im:
+        assert im.size[0] > 1000 and im.getextrema() != ((255, 255),) * 3
+    assert draw_tradeoffs(rows[:1], tmp_path / "none.png") is None
+
+
+def test_bench_summary_gain_fraction():
+    from unires.search.bench import Row, format_markdown, summarize
+
+    rows = [
+        Row("a", "grid", {"dn": 1.0}, q=-5.0, q_lq=-9.0, q_grid=-5.0, evaluations=100, seconds=9),
+        Row("a", "fast", {"md": 1.0}, q=-6.0, q_lq=-9.0, q_grid=-5.0, evaluations=10, seconds=1),
+        # The grid did not beat the input: no gain to share, left out of the mean.
+        Row("b", "fast", {"md": 1.0}, q=-6.0, q_lq=-4.0, q_grid=-5.0, evaluations=20, seconds=3),
+    ]
+    summary = {s["selector"]: s for s in summarize(rows, naive_grid=1000)}
+    assert summary["grid"]["mean_gain_fraction"] == pytest.approx(1.0)
+    assert summary["fast"]["mean_gain_fraction"] == pytest.approx(0.75)
+    assert summary["fast"]["evaluations_per_image"] == 15
+    assert summary["fast"]["evaluations_vs_naive_grid"] == pytest.approx(0.015)
+    payload = {
+        "metric": "niqe",
+        "steps": 2,
+        "images": ["a", "b"],
+        "naive_grid_evaluations": 1000,
+        "summary": list(summary.values()),
+        "rows": [{**vars(r), "gain_fraction": r.gain_fraction} for r in rows],
+    }
+    text = format_markdown(payload)
+    assert "| fast | -6.0000 | 75.0% | 15 | 1.50% | 2.0 |" in text

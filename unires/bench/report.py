@@ -1,0 +1,434 @@
+"""HTML reports of ``unires bench run`` / ``unires bench ablations``: a self-contained folder
+(``index.html``, ``plots/*.png``, ``gallery/**.png``) that opens in a browser from anywhere.
+
+Plots are drawn with PIL (no matplotlib needed): a metric per degradation type (grouped bars),
+quality vs seconds per image (log-scale x), and for ablations a bar per row. The gallery shows
+the same zoomed crop of each method side by side: LQ | peers | one-hot | weights and --auto | GT.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..utils import atomic_write_text
+from .run import METRIC_LABELS, BenchResult, SummaryRow, higher_is_better, metric_columns
+
+# matplotlib's tab20: paired dark/light hues, distinct enough for 20 methods.
+PALETTE = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+]  # fmt: skip
+CROP = 96  # side of the gallery crop, in GT pixels
+ZOOM = 2  # nearest-neighbour zoom of the crops
+GALLERY_IMAGES = 3  # images per set in the gallery
+
+CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+tr.block td { background: #eee; font-weight: bold; text-align: left; }
+.best { font-weight: bold; background: #dfd; }
+.gallery td { text-align: center; font-size: 12px; vertical-align: top; }
+.note { color: #666; font-size: 13px; }
+"""
+
+
+# ---- drawing ------------------------------------------------------------------------------
+
+
+FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # used when present
+
+
+def _font() -> ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(FONT_FILE, 11)
+    except OSError:  # no DejaVu: PIL's own font
+        return ImageFont.load_default()
+
+
+def _text(draw: ImageDraw.ImageDraw, xy, text: str, fill=(0, 0, 0)) -> None:
+    draw.text(xy, text, fill=fill, font=_font())
+
+
+def _nice_range(values: list[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        lo, hi = lo - 1, hi + 1
+    pad = (hi - lo) * 0.1
+    return lo - pad, hi + pad
+
+
+def bar_chart(
+    path: Path, title: str, groups: list[str], series: list[str], values: dict[tuple, float]
+) -> Path:
+    """Grouped bars: one group per x label, one bar (colour) per series; missing values skipped.
+
+    ``values[(series, group)]``. The y axis starts at the data's padded minimum, not at 0:
+    differences of a few tenths of a dB must stay visible."""
+    finite = [v for v in values.values() if v is not None and math.isfinite(v)]
+    per_group = 12 * max(1, len(series)) + 24  # 12-pixel bars: 20 methods x 6 sets fit
+    width, height, left, bottom, top = max(420, 80 + per_group * len(groups)), 380, 60, 40, 30
+    img_h = max(height, top + 14 * len(series) + 10)  # the legend sits to the right
+    img = Image.new("RGB", (width + 220, img_h), "white")
+    draw = ImageDraw.Draw(img)
+    _text(draw, (left, 8), title)
+    if not finite:
+        _text(draw, (left, top + 20), "no values")
+        img.save(path)
+        return path
+    lo, hi = _nice_range(finite)
+    plot_h = height - top - bottom
+
+    def y_of(v: float) -> float:
+        return top + plot_h * (1 - (v - lo) / (hi - lo))
+
+    draw.line([(left, top), (left, height - bottom), (width, height - bottom)], fill=(0, 0, 0))
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        y = y_of(v)
+        draw.line([(left - 4, y), (left, y)], fill=(0, 0, 0))
+        _text(draw, (4, y - 6), f"{v:.3g}")
+    group_w = (width - left - 10) / max(1, len(groups))
+    bar_w = max(2.0, group_w * 0.8 / max(1, len(series)))
+    for g, group in enumerate(groups):
+        x0 = left + 5 + g * group_w + group_w * 0.1
+        for s, name in enumerate(series):
+            v = values.get((name, group))
+            if v is None or not math.isfinite(v):
+                continue
+            colour = PALETTE[s % len(PALETTE)]
+            draw.rectangle(
+                [x0 + s * bar_w, y_of(v), x0 + (s + 1) * bar_w - 1, height - bottom], fill=colour
+            )
+        _text(draw, (x0, height - bottom + 6), group[:14])
+    for s, name in enumerate(series):  # legend to the right
+        y = top + 14 * s
+        draw.rectangle([width + 10, y + 2, width + 20, y + 12], fill=PALETTE[s % len(PALETTE)])
+        _text(draw, (width + 25, y), name[:30])
+    img.save(path)
+    return path
+
+
+def scatter_chart(
+    path: Path, title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str
+) -> Path:
+    """Labelled points (label, x, y) with a log10 x axis (seconds span 1000x)."""
+    pts = [(lab, x, y) for lab, x, y in points if x > 0 and math.isfinite(x) and math.isfinite(y)]
+    width, height, left, bottom, top = 640, 400, 60, 40, 30
+    img = Image.new("RGB", (width + 240, max(height, top + 14 * len(points) + 10)), "white")
+    draw = ImageDraw.Draw(img)
+    _text(draw, (left, 8), title)
+    if not pts:
+        _text(draw, (left, top + 20), "no values")
+        img.save(path)
+        return path
+    xlo, xhi = _nice_range([math.log10(x) for _, x, _ in pts])
+    ylo, yhi = _nice_range([y for _, _, y in pts])
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        px = left + (width - left - 10) * (math.log10(x) - xlo) / (xhi - xlo)
+        py = top + (height - top - bottom) * (1 - (y - ylo) / (yhi - ylo))
+        return px, py
+
+    draw.line([(left, top), (left, height - bottom), (width, height - bottom)], fill=(0, 0, 0))
+    for k in range(5):
+        lx = xlo + (xhi - xlo) * k / 4
+        px, _ = xy(10**lx, ylo)
+        _text(draw, (px - 10, height - bottom + 6), f"{10**lx:.2g}")
+        y = ylo + (yhi - ylo) * k / 4
+        _, py = xy(10**xlo, y)
+        _text(draw, (4, py - 6), f"{y:.3g}")
+    _text(draw, (width - 160, height - 16), x_label)
+    _text(draw, (left + 4, top), y_label)
+    for i, (label, x, y) in enumerate(pts):
+        px, py = xy(x, y)
+        colour = PALETTE[i % len(PALETTE)]
+        draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+        ly = top + 14 * i
+        draw.ellipse([width + 10, ly + 3, width + 18, ly + 11], fill=colour)
+        _text(draw, (width + 24, ly), label[:34])
+    img.save(path)
+    return path
+
+
+# ---- gallery ------------------------------------------------------------------------------
+
+
+def textured_window(gt: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` window (of a 3x3 grid of candidates) with the most
+    gradient energy: zoomed crops of flat sky show nothing."""
+    grey = gt.astype(np.float64).mean(-1)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
+    h, w = grey.shape
+    best, corner = -1.0, (0, 0)
+    for fy in (0.25, 0.5, 0.75):
+        for fx in (0.25, 0.5, 0.75):
+            y = int(np.clip(fy * h - side / 2, 0, max(0, h - side)))
+            x = int(np.clip(fx * w - side / 2, 0, max(0, w - side)))
+            e = float(energy[y : y + side - 1, x : x + side - 1].sum())
+            if e > best:
+                best, corner = e, (y, x)
+    return corner
+
+
+def _crop(path: Path, y: int, x: int, side: int, scale: int) -> Image.Image:
+    """The GT-coordinate window of an image that is ``scale`` times smaller than GT (LQ of a
+    x4 set) or of GT size (everything else), zoomed to ``side * ZOOM`` pixels."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        box = (x // scale, y // scale, (x + side) // scale, (y + side) // scale)
+        return im.crop(box).resize((side * ZOOM, side * ZOOM), Image.NEAREST)
+
+
+def gallery_order(rows: list[SummaryRow]) -> list[SummaryRow]:
+    """LQ | peers | one-hot | fixed weights | --auto (ours last, next to GT)."""
+    rank = {"input": 0, "peer": 1, "weights": 3, "auto": 4}
+
+    def key(r: SummaryRow) -> tuple:
+        k = rank.get(r.kind, 5)
+        if r.kind == "weights" and r.method.startswith("one-hot"):
+            k = 2
+        return (k,)
+
+    return sorted(rows, key=key)
+
+
+def build_gallery(result: BenchResult, out_dir: Path, report_dir: Path) -> list[str]:
+    """HTML of one gallery table per set; the crops are written under ``report_dir/gallery``."""
+    parts = []
+    records = {(r.set, r.method, r.image): r for r in result.records}
+    for s in result.sets:
+        rows = gallery_order([r for r in result.rows if r.set == s["name"]])
+        set_dir = Path(s["path"])
+        header = ["LQ"] + [r.method for r in rows if r.kind != "input"] + ["GT"]
+        lines = [
+            f"<h3>{html.escape(s['name'])}</h3>",
+            '<table class="gallery"><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr>",
+        ]
+        for image in s["images"][:GALLERY_IMAGES]:
+            gt_path = next(iter(sorted((set_dir / "gt").glob(image + ".*"))), None)
+            lq_path = next(iter(sorted((set_dir / "lq").glob(image + ".png"))), None)
+            lq_path = lq_path or next(
+                (p for p in sorted((set_dir / "lq").glob(image + ".*")) if p.suffix != ".json"),
+                None,
+            )
+            if gt_path is None or lq_path is None:
+                continue
+            with Image.open(gt_path) as im:
+                gt = np.asarray(im.convert("RGB"))
+            side = min(CROP, *gt.shape[:2])
+            y, x = textured_window(gt, side)
+            cells = [("LQ", lq_path, s["scale"])]
+            for r in rows:
+                rec = records.get((s["name"], r.method, image))
+                if r.kind != "input":
+                    out = out_dir / rec.output if rec is not None and rec.output else None
+                    cells.append((r.method, out, 1))
+            cells.append(("GT", gt_path, 1))
+            folder = report_dir / "gallery" / _safe(s["name"]) / _safe(image)
+            folder.mkdir(parents=True, exist_ok=True)
+            tds = []
+            for n, (label, path, scale) in enumerate(cells):
+                if path is None or not Path(path).is_file():
+                    tds.append("<td>missing</td>")
+                    continue
+                target = folder / f"{n:02d}_{_safe(label)}.png"
+                _crop(Path(path), y, x, side, scale).save(target)
+                rel = target.relative_to(report_dir).as_posix()
+                tds.append(f'<td><img src="{html.escape(rel)}" alt="{html.escape(label)}"></td>')
+            lines.append(f"<tr>{''.join(tds)}</tr>")
+            lines.append(
+                f'<tr><td colspan="{len(cells)}" class="note">{html.escape(image)}, '
+                f"crop {side}x{side} at ({x}, {y}) of GT, zoom x{ZOOM}</td></tr>"
+            )
+        lines.append("</table>")
+        parts.append("\n".join(lines))
+    return parts
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._=-" else "_" for c in name)
+
+
+# ---- pages --------------------------------------------------------------------------------
+
+
+def _fmt(metric: str, value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.2f}" if metric in ("psnr", "niqe", "musiq", "seconds") else f"{value:.4f}"
+
+
+def bench_table_html(result: BenchResult) -> str:
+    columns = metric_columns(result.rows)
+    head = "".join(
+        f"<th>{METRIC_LABELS.get(c, c)} {'&uarr;' if higher_is_better(c) else '&darr;'}</th>"
+        for c in columns
+    )
+    lines = [f"<table><tr><th>Model</th>{head}<th>s/img</th></tr>"]
+    for s in result.sets:
+        rows = [r for r in result.rows if r.set == s["name"]]
+        h, w = s["size"]
+        title = f"{s['name']} ({len(s['images'])} images, {w}x{h}, x{s['scale']})"
+        lines.append(f'<tr class="block"><td colspan="{len(columns) + 2}">{title}</td></tr>')
+        for r in rows:
+            cells = []
+            for c in columns:
+                v = r.metrics.get(c, math.nan)
+                others = [o.metrics.get(c, math.nan) for o in rows if o.kind != "input"]
+                others = [o for o in others if math.isfinite(o)]
+                best = (max if higher_is_better(c) else min)(others) if others else None
+                cls = (
+                    ' class="best"' if r.kind != "input" and best is not None and v == best else ""
+                )
+                cells.append(f"<td{cls}>{_fmt(c, v)}</td>")
+            lines.append(
+                f"<tr><td>{html.escape(r.method)}</td>{''.join(cells)}"
+                f"<td>{_fmt('seconds', r.seconds)}</td></tr>"
+            )
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def _notes(items: list[str]) -> str:
+    if not items:
+        return ""
+    return '<ul class="note">' + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+def _fresh(report_dir: Path) -> Path:
+    report_dir = Path(report_dir)
+    for sub in ("plots", "gallery"):  # stale crops of an earlier report must not linger
+        if (report_dir / sub).is_dir():
+            shutil.rmtree(report_dir / sub)
+    (report_dir / "plots").mkdir(parents=True, exist_ok=True)
+    return report_dir
+
+
+def write_bench_report(result: BenchResult, out_dir: Path, report_dir: Path) -> Path:
+    report_dir = _fresh(report_dir)
+    out_dir = Path(out_dir)
+    body = ["<h2>Results</h2>", bench_table_html(result)]
+    notes = [
+        f"{set_name}: {method}: {why}"
+        for set_name, missing in result.unavailable.items()
+        for method, why in missing.items()
+    ] + [f"metric {name}: {why}" for name, why in result.missing_metrics.items()]
+    body.append(_notes(notes))
+
+    body.append("<h2>Metric per degradation type</h2>")
+    sets = [s["name"] for s in result.sets]
+    labels = {s["name"]: f"{s['name']}" for s in result.sets}
+    methods = list(dict.fromkeys(r.method for r in result.rows))
+    for metric in ("psnr", "ssim", "niqe"):
+        values = {(r.method, labels[r.set]): r.metrics.get(metric) for r in result.rows}
+        label = METRIC_LABELS[metric] + (
+            " (higher is better)" if higher_is_better(metric) else " (lower is better)"
+        )
+        path = bar_chart(
+            report_dir / "plots" / f"{metric}_per_set.png", label, sets, methods, values
+        )
+        body.append(f'<p><img src="plots/{path.name}" alt="{metric} per set"></p>')
+
+    body.append("<h2>Quality vs seconds per image</h2>")
+    points = []
+    for method in methods:
+        rows = [r for r in result.rows if r.method == method and r.kind != "input"]
+        if rows:
+            psnr = float(np.nanmean([r.metrics.get("psnr", math.nan) for r in rows]))
+            secs = float(np.mean([r.seconds for r in rows]))
+            points.append((method, secs, psnr))
+    path = scatter_chart(
+        report_dir / "plots" / "psnr_vs_seconds.png",
+        "mean PSNR over sets vs mean seconds per image",
+        points,
+        "seconds per image (log)",
+        "PSNR (dB)",
+    )
+    body.append(f'<p><img src="plots/{path.name}" alt="PSNR vs seconds"></p>')
+
+    body.append("<h2>Gallery (zoomed crops)</h2>")
+    body += build_gallery(result, out_dir, report_dir)
+    index = report_dir / "index.html"
+    atomic_write_text(index, _page("UniRes benchmark", body))
+    return index
+
+
+def write_ablation_report(result, out_dir: Path, report_dir: Path) -> Path:
+    """Tab. 4 as HTML with the claims and a bar per row of the search score and PSNR."""
+    from .ablations import _cost, _score_label, claim_line
+
+    report_dir = _fresh(report_dir)
+    metric = _score_label(result.config["metric"])
+    head = [
+        "Group",
+        "Settings",
+        f"score ({metric})",
+        "NIQE",
+        "PSNR",
+        "SSIM",
+        "MS-SSIM",
+        "cand./img",
+    ]
+    lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    group = None
+    for r in result.rows:
+        name = r.group if r.group != group else ""
+        group = r.group
+        if not r.images:
+            lines.append(
+                f"<tr><td>{html.escape(name)}</td><td>{html.escape(r.setting)}</td>"
+                f'<td colspan="6" class="note">{html.escape(r.note)}</td></tr>'
+            )
+            continue
+        m = r.metrics
+        cells = [
+            _fmt("ssim", m.get("score")),
+            _fmt("niqe", m.get("niqe")),
+            _fmt("psnr", m.get("psnr")),
+            _fmt("ssim", m.get("ssim")),
+            _fmt("ssim", m.get("ms_ssim")),
+            _cost(r),
+        ]
+        lines.append(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(r.setting)}</td>"
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    lines.append("</table>")
+    body = ["<h2>Ablations (paper Tab. 4)</h2>", "\n".join(lines)]
+    body.append(_notes([claim_line(c) for c in result.claims]))
+    rows = [r for r in result.rows if r.images]
+    names = [f"{i + 1}" for i in range(len(rows))]
+    for key, label in (
+        ("score", f"searched score ({metric}, higher is better)"),
+        ("psnr", "PSNR (dB)"),
+    ):
+        values = {("value", n): r.metrics.get(key) for n, r in zip(names, rows, strict=True)}
+        path = bar_chart(
+            report_dir / "plots" / f"ablation_{key}.png", label, names, ["value"], values
+        )
+        body.append(f'<p><img src="plots/{path.name}" alt="{key} per row"></p>')
+    body.append(_notes([f"{n}: {r.group} / {r.setting}" for n, r in zip(names, rows, strict=True)]))
+    index = report_dir / "index.html"
+    atomic_write_text(index, _page("UniRes ablations", body))
+    return index

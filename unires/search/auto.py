@@ -1,0 +1,165 @@
+"""One entry point for automatic weights (used by ``unires restore --auto``, the web app and
+``unires bench search``): pick w for one image by one of ``AUTO_METHODS``.
+
+fast      proxy scores of the whole paper grid along one shared trajectory + halving
+grid      Eq. 3-4 over the paper grid (1512 restorations, batched)
+frequent  Eq. 3-4 over a few frequent optima (``sets``; Sec. 4.2)
+predict   a random forest on image features (``predictor``), one restoration
+average   the paper's average optimum (Fig. 6), one restoration
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, search_grid, validate_weights
+from .grid import lq_at_output_size
+
+AUTO_METHODS = ("fast", "grid", "frequent", "predict", "average")
+Progress = Callable[[float, str], None]
+# Searches look at a centre crop of at most this many output pixels a side:
+# large photos stay fast and fit in memory; the full image is then restored once.
+SEARCH_MAX_SIDE = 512
+
+
+@dataclass
+class AutoResult:
+    weights: dict[str, float]
+    score: float  # the metric's quality of ``image`` (higher is better)
+    q_lq: float  # the same metric on the input
+    evaluations: int  # UNet evaluations spent (one task, one latent, one step)
+    seconds: float
+    image: torch.Tensor | None  # 1 x 3 x H x W restoration with ``weights``, when computed
+
+
+def read_weight_sets(path: str | Path) -> list[dict[str, float]]:
+    """Weight sets from ``unires search --mine``'s JSON ({"sets": [{"weights": ...}]}) or a
+    plain JSON list of weight mappings."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read weight sets ({e})") from None
+    entries = data.get("sets", []) if isinstance(data, dict) else data
+    sets = [validate_weights(e.get("weights", e)) for e in entries if isinstance(e, dict)]
+    if not sets:
+        raise ValueError(f"{path}: no weight sets in it")
+    return sets
+
+
+def default_frequent_sets(pipe) -> list[dict[str, float]]:
+    """Without mined sets: the paper's most frequent optimum, its average, the model's default."""
+    sets = [MOST_FREQUENT_WEIGHTS, AVERAGE_WEIGHTS, pipe.settings.default_weights]
+    unique = {json.dumps(sorted(validate_weights(w).items())): w for w in sets}
+    return [dict(w) for w in unique.values()]
+
+
+def _metric(metric, pipe):
+    if isinstance(metric, str):
+        from ..metrics.nr import get_metric
+
+        return get_metric(metric, device=pipe.device)
+    return metric
+
+
+def _quality(metric, image: torch.Tensor) -> float:
+    value = float(metric.quality(image.float().clamp(0, 1)).reshape(-1)[0])
+    return value if math.isfinite(value) else float("nan")
+
+
+def _load_predictor(predictor):
+    from .predictor import WeightPredictor
+
+    if predictor is None:
+        raise ValueError("method 'predict' needs a predictor (unires search --train-predictor)")
+    return predictor if isinstance(predictor, WeightPredictor) else WeightPredictor.load(predictor)
+
+
+def auto_weights(
+    pipe,
+    lq: torch.Tensor,
+    method: str = "fast",
+    *,
+    metric="niqe",
+    steps: int | None = None,
+    seed: int = 0,
+    scale: int = 1,
+    predictor=None,
+    sets: Sequence[Mapping[str, float]] | str | Path | None = None,
+    progress: Progress | None = None,
+    fast_options: Mapping | None = None,
+    **restore_kwargs,
+) -> AutoResult:
+    """Choose the task weights for one image ``lq`` (1 x 3 x H x W in [0, 1]).
+
+    ``metric``: a name (``metrics.nr.get_metric``) or a metric object. ``predictor``: a
+    ``WeightPredictor`` or its file (method "predict"). ``sets``: weight sets or a JSON file
+    (method "frequent"). ``progress(fraction, message)`` is called as the work advances.
+    ``fast_options`` (survivors, proxy_side) tune ``fast_search``. ``restore_kwargs``
+    (color_fix, downlq_factor, tiles, strength) go to the restorations. Searches larger than
+    ``SEARCH_MAX_SIDE`` look at a centre crop; the whole image is then restored once.
+    """
+    if method not in AUTO_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(AUTO_METHODS)}")
+    if lq.ndim != 4 or lq.shape[0] != 1:
+        raise ValueError(f"expected one image, 1 x 3 x H x W, got {tuple(lq.shape)}")
+    t0 = time.perf_counter()
+    report = progress or (lambda fraction, message: None)
+    quality = _metric(metric, pipe)
+    common = dict(steps=steps, seed=seed, scale=scale, **restore_kwargs)
+    n_steps = steps or pipe.settings.default_steps
+    if method in ("fast", "grid", "frequent"):
+        view = centre_crop(lq, SEARCH_MAX_SIDE // scale)
+        options = dict(fast_options or {}) if method == "fast" else {}
+        result = _search(pipe, view, method, quality, sets, report, {**common, **options})
+        weights, score, q_lq = result.best_weights, result.best_score, result.q_lq
+        image, evaluations = result.best_image, result.evaluations
+        if view.shape != lq.shape:
+            report(0.95, "restoring the whole image")
+            image = pipe.restore_tensor(lq, weights, **common)
+            score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
+            evaluations += n_steps * sum(1 for v in weights.values() if v != 0.0)
+    else:
+        report(0.0, "choosing weights")
+        weights = _load_predictor(predictor).predict(lq) if method == "predict" else AVERAGE_WEIGHTS
+        report(0.1, "restoring")
+        image = pipe.restore_tensor(lq, weights, **common)
+        score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
+        evaluations = n_steps * sum(1 for v in weights.values() if v != 0.0)
+    report(1.0, "done")
+    return AutoResult(
+        weights={k: v for k, v in weights.items() if v != 0.0},  # zero weights: unused
+        score=score,
+        q_lq=q_lq,
+        evaluations=evaluations,
+        seconds=time.perf_counter() - t0,
+        image=image,
+    )
+
+
+def centre_crop(lq: torch.Tensor, max_side: int) -> torch.Tensor:
+    h, w = lq.shape[-2:]
+    ch, cw = min(h, max_side), min(w, max_side)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return lq[..., y : y + ch, x : x + cw]
+
+
+def _search(pipe, lq, method, quality, sets, report, common):
+    from .fast import fast_search
+    from .grid import grid_search
+
+    if method == "fast":
+        return fast_search(pipe, lq, quality, progress=report, **common)
+    if method == "grid":
+        candidates = search_grid()
+    elif isinstance(sets, str | Path):
+        candidates = read_weight_sets(sets)
+    else:
+        candidates = [validate_weights(w) for w in sets] if sets else default_frequent_sets(pipe)
+    return grid_search(pipe, lq, candidates, quality, report=report, **common)

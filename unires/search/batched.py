@@ -1,0 +1,209 @@
+"""Many weight sets of ONE image restored together (the search's workhorse).
+
+The LQ / DownLQ encodings and the start noise are computed once per image
+(``UniResPipeline.prepare``). Every candidate starts from the same x_T, so the first DDIM step needs
+each task's prediction only once, for all candidates together; later steps evaluate one
+(candidate, task) pair per non-zero weight, batched into as few UNet calls as memory allows.
+Eq. 2 itself is ``combine_task_predictions``; this module only gathers its inputs.
+
+Deterministic DDIM (eta = 0) only: with eta > 0 each candidate would draw its own noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+
+from ..pipeline import PreparedImage
+from ..sampling.ddim import combine_task_predictions, make_scheduler
+from ..tasks import get_task
+from ..weights import validate_weights
+
+# UNet calls that would be wider than this many (candidate, task) pairs are split (CPU: small
+# batches are as fast per item; GPU: see ``pairs_per_call``).
+MAX_PAIRS_PER_CALL = 64
+DECODE_BATCH = 8
+
+
+def weight_matrix(weight_sets: Sequence[Mapping[str, float]]) -> tuple[list[str], torch.Tensor]:
+    """The tasks used by any set (first-seen order) and the N x K matrix of weights."""
+    clean = [validate_weights(w) for w in weight_sets]
+    tasks = list(dict.fromkeys(k for w in clean for k, v in w.items() if v != 0.0))
+    rows = [[w.get(k, 0.0) for k in tasks] for w in clean]
+    return tasks, torch.tensor(rows, dtype=torch.float64).reshape(len(clean), len(tasks))
+
+
+class CandidateSampler:
+    """Deterministic DDIM for N weight sets of one prepared image, one step at a time.
+
+    ``evaluations`` counts UNet evaluations: one task prediction for one latent at one step.
+    """
+
+    def __init__(
+        self,
+        pipe,
+        prepared: PreparedImage,
+        weight_sets: Sequence[Mapping[str, float]],
+        steps: int,
+        *,
+        strength: float = 1.0,
+        max_pairs: int | None = None,
+    ):
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        self.pipe = pipe
+        self.prepared = prepared
+        self.tasks, self.weights = weight_matrix(weight_sets)
+        self.scheduler = make_scheduler(pipe.scheduler_config, steps)
+        timesteps = self.scheduler.timesteps
+        if strength < 1.0:  # as sample_unires_ddim: the last fraction of the steps only
+            timesteps = timesteps[-max(1, round(steps * strength)) :]
+        self.timesteps = list(timesteps)
+        self.max_pairs = max_pairs or MAX_PAIRS_PER_CALL
+        self.evaluations = 0
+        self._first: torch.Tensor | None = None
+        missing = {get_task(k).condition for k in self.tasks} - set(prepared.cond)
+        if missing:
+            raise ValueError(
+                f"prepared image lacks condition(s) {sorted(c.value for c in missing)}"
+            )
+
+    @property
+    def start(self) -> torch.Tensor:
+        """x_T shared by every candidate (1 x C x h x w)."""
+        p = self.prepared
+        if len(self.timesteps) == len(self.scheduler.timesteps):
+            return p.noise
+        return self.scheduler.add_noise(p.x0_init, p.noise, self.timesteps[0].reshape(1))
+
+    @torch.no_grad()
+    def _unet(self, z: torch.Tensor, t, task_codes: Sequence[str]) -> torch.Tensor:
+        """One UNet evaluation per row: latent z[i] with the condition/prompt of task i."""
+        pipe = self.pipe
+        cond = torch.cat([self.prepared.cond[get_task(k).condition] for k in task_codes])
+        ctx = torch.stack([pipe.prompt_embedding(k) for k in task_codes])
+        x = torch.cat([z, cond], dim=1).to(pipe.dtype)
+        out = pipe.unet(x, t, encoder_hidden_states=ctx.to(pipe.dtype)).sample
+        self.evaluations += len(task_codes)
+        return out.float()
+
+    def shared_predictions(self, z: torch.Tensor, t) -> torch.Tensor:
+        """Every task's prediction for ONE latent shared by all candidates: (K, 1, C, h, w)."""
+        return self._unet(z.expand(len(self.tasks), *z.shape[1:]), t, self.tasks).unsqueeze(1)
+
+    def candidate_predictions(self, z: torch.Tensor, t, rows: Sequence[int]) -> torch.Tensor:
+        """(K, n, C, h, w) predictions for candidates ``rows`` on their own latents z (n, ...);
+        only pairs with a non-zero weight are evaluated (the others stay 0 and weigh 0)."""
+        k = len(self.tasks)
+        pairs = [(i, j) for i, r in enumerate(rows) for j in range(k) if self.weights[r, j] != 0]
+        preds = z.new_zeros(len(self.tasks), len(rows), *z.shape[1:])
+        for s in range(0, len(pairs), self.max_pairs):
+            chunk = pairs[s : s + self.max_pairs]
+            idx = torch.tensor([i for i, _ in chunk])
+            out = self._unet(z[idx], t, [self.tasks[j] for _, j in chunk])
+            for (i, j), o in zip(chunk, out, strict=True):
+                preds[j, i] = o
+        return preds
+
+    def mix(self, preds: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """Eq. 2 per candidate. ``preds`` is (K, n, ...) or (K, 1, ...) shared by all rows."""
+        outs = []
+        for i, r in enumerate(rows):
+            own = preds[:, i if preds.shape[1] > 1 else 0]
+            outs.append(combine_task_predictions(own, self.weights[r].float()))
+        return torch.stack(outs)
+
+    def step(self, model_output: torch.Tensor, i: int, z: torch.Tensor):
+        """One DDIM step (eta = 0) for a batch: returns (x_{t-1}, predicted x_0)."""
+        z = z.expand_as(model_output)
+        out = self.scheduler.step(model_output, self.timesteps[i], z, eta=0.0)
+        return out.prev_sample, out.pred_original_sample
+
+    def first_predictions(self) -> torch.Tensor:
+        """The shared first step's task predictions, computed once per sampler."""
+        if self._first is None:
+            self._first = self.shared_predictions(self.start, self.timesteps[0])
+        return self._first
+
+    def run(self, rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Final latents of candidates ``rows`` (all by default): (n, C, h, w)."""
+        rows = list(range(len(self.weights))) if rows is None else list(rows)
+        z, _ = self.step(self.mix(self.first_predictions(), rows), 0, self.start)
+        for i in range(1, len(self.timesteps)):
+            preds = self.candidate_predictions(z, self.timesteps[i], rows)
+            z, _ = self.step(self.mix(preds, rows), i, z)
+        return z
+
+
+@torch.no_grad()
+def decode_candidates(
+    pipe, prepared: PreparedImage, latents: torch.Tensor, *, color_fix="adain", tiles=None
+) -> torch.Tensor:
+    """Sampled latents (n, C, h, w) -> images n x 3 x H x W in [0, 1] on the CPU, finished
+    exactly as ``restore_tensor`` finishes them, DECODE_BATCH at a time."""
+    return torch.cat(
+        [
+            pipe.finish(prepared, latents[s : s + DECODE_BATCH], tiles, color_fix)
+            for s in range(0, len(latents), DECODE_BATCH)
+        ]
+    )
+
+
+def restore_in_chunks(
+    sampler: CandidateSampler,
+    *,
+    color_fix: str | None = "adain",
+    tiles=None,
+    chunk: int = 4 * DECODE_BATCH,
+) -> Iterator[tuple[range, torch.Tensor]]:
+    """Yield (candidate indices, their images) ``chunk`` candidates at a time, so that callers
+    can save progress; the first step is shared by all chunks (``sampler.evaluations``)."""
+    n = len(sampler.weights)
+    for s in range(0, n, chunk):
+        rows = range(s, min(n, s + chunk))
+        latents = sampler.run(rows)
+        yield (
+            rows,
+            decode_candidates(
+                sampler.pipe, sampler.prepared, latents, color_fix=color_fix, tiles=tiles
+            ),
+        )
+
+
+def restore_candidates(
+    pipe,
+    lq: torch.Tensor,
+    weight_sets: Sequence[Mapping[str, float]],
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    scale: int = 1,
+    color_fix: str | None = "adain",
+    downlq_factor: int | None = None,
+    tiles=None,
+    strength: float = 1.0,
+) -> tuple[torch.Tensor, int]:
+    """Restore one image ``lq`` with every weight set: (n x 3 x H x W images, UNet
+    evaluations). Same images as ``pipe.restore_tensor`` one set at a time (eta = 0)."""
+    prepared = pipe.prepare(lq, seed=seed, scale=scale, downlq_factor=downlq_factor, tiles=tiles)
+    steps = steps or pipe.settings.default_steps
+    sampler = CandidateSampler(pipe, prepared, weight_sets, steps, strength=strength)
+    chunks = restore_in_chunks(sampler, color_fix=color_fix, tiles=tiles)
+    return torch.cat([images for _, images in chunks]), sampler.evaluations
+
+
+def supports_batching(pipe, lq: torch.Tensor, restore_kwargs: Mapping) -> bool:
+    """Stub pipes (tests), eta > 0 and images that restore_tensor would tile go one at a time."""
+    from ..pipeline import TileSettings
+
+    if not all(hasattr(pipe, a) for a in ("unet", "encode", "decode", "prompt_embedding")):
+        return False
+    if restore_kwargs.get("eta", 0.0) != 0.0:
+        return False
+    tiles = restore_kwargs.get("tiles") or TileSettings()
+    if tiles.latent_tile == 0:
+        return True
+    side = max(lq.shape[-2:]) * restore_kwargs.get("scale", 1) / pipe.vae_factor
+    limit = tiles.latent_tile or tiles.max_latent_tile
+    return side <= limit

@@ -1,0 +1,260 @@
+"""``unires bench search``: how close each weight selector gets to the full grid (Eq. 3-4).
+
+Per image the grid search runs first (its records double as a search log, resumable), then
+every other selector through ``auto_weights``. "frequent" mines the top sets and "predict"
+trains the forest on the OTHER images' grid optima (leave-one-out) unless given a file.
+Reported per selector: mean Q, mean gain as a fraction of the grid's
+(Q_sel - Q_LQ) / (Q_grid - Q_LQ), UNet evaluations and seconds per image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import io
+from ..utils import atomic_write_text
+from ..weights import format_weights, search_grid
+from .auto import AutoResult, auto_weights
+from .fast import grid_evaluations
+from .frequent import mine_frequent_sets
+from .grid import ScoredCandidate, grid_search, read_score_table
+from .plots import draw_tradeoffs
+
+
+@dataclass
+class Row:
+    image: str
+    selector: str
+    weights: dict[str, float]
+    q: float
+    q_lq: float
+    q_grid: float
+    evaluations: int
+    seconds: float
+
+    @property
+    def gain_fraction(self) -> float:
+        denom = self.q_grid - self.q_lq
+        return (self.q - self.q_lq) / denom if denom > 0 else float("nan")
+
+
+def _centre(lq: torch.Tensor, crop: int | None) -> torch.Tensor:
+    if not crop:
+        return lq
+    h, w = lq.shape[-2:]
+    c = min(crop, h, w)
+    y, x = (h - c) // 2, (w - c) // 2
+    return lq[..., y : y + c, x : x + c]
+
+
+def _grid_record(pipe, lq, metric, out: Path, stem: str, steps, seed) -> dict:
+    """The reference: a plain grid search, cached as ``unires search`` would write it, with
+    its Fig. 11 trade-off curves."""
+    path, table = out / "grid" / f"{stem}.json", out / "grid" / f"{stem}.csv"
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        t0 = time.perf_counter()
+        res = grid_search(
+            pipe,
+            lq,
+            search_grid(),
+            metric,
+            steps=steps,
+            seed=seed,
+            table_path=table,
+            return_image=False,
+        )
+        record = {
+            "input": str(out / "inputs" / f"{stem}.png"),
+            "best_weights": res.best_weights,
+            "best_score": res.best_score,
+            "q_lq": res.q_lq,
+            "evaluations": res.evaluations,
+            "seconds": time.perf_counter() - t0,
+        }
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    plot = out / "grid" / f"{stem}_tradeoff.png"
+    if not plot.is_file():
+        rows = [ScoredCandidate(dict(k), q) for k, q in read_score_table(table).items()]
+        title = f"{stem}: {getattr(metric, 'name', 'Q')} along each pair of tasks (Fig. 11)"
+        draw_tradeoffs(rows, plot, title=title, metric=f"Q ({getattr(metric, 'name', '')})")
+    return record
+
+
+def _leave_one_out(records: dict[str, dict], stem: str, top: int):
+    others = [r for s, r in records.items() if s != stem]
+    sets = [w for w, _ in mine_frequent_sets([r["best_weights"] for r in others], top)]
+    return others, sets
+
+
+def _loo_predictor(others: list[dict]):
+    from .predictor import fit_predictor, image_features
+
+    if len(others) < 2:
+        return None
+    feats = [image_features(io.to_tensor(io.read_image(r["input"]).rgb)) for r in others]
+    return fit_predictor(np.stack(feats), [r["best_weights"] for r in others], n_estimators=100)
+
+
+def run_search_benchmark(
+    pipe,
+    files: list[Path],
+    out: Path,
+    *,
+    selectors: tuple[str, ...],
+    metric: str = "niqe",
+    steps: int | None = None,
+    seed: int = 0,
+    crop: int | None = None,
+    predictor=None,
+    sets=None,
+    top: int = 8,
+    fast_options: dict | None = None,
+    log=print,
+) -> dict:
+    """Run every selector on every image; write ``out/search.md`` and ``out/search.json``."""
+    from ..metrics.nr import get_metric
+
+    quality = get_metric(metric, device=pipe.device)
+    steps = steps or pipe.settings.default_steps
+    images = {}
+    for f in files:
+        lq = _centre(io.to_tensor(io.read_image(f).rgb), crop)
+        stem = f.stem
+        io.write_image(out / "inputs" / f"{stem}.png", io.from_tensor(lq))
+        images[stem] = lq
+    records = {}
+    for stem, lq in images.items():
+        log(f"grid: {stem}")
+        records[stem] = _grid_record(pipe, lq, quality, out, stem, steps, seed)
+    rows: list[Row] = []
+    for stem, lq in images.items():
+        ref = records[stem]
+        rows.append(_row(stem, "grid", ref, ref))
+        others, mined = _leave_one_out(records, stem, top)
+        for selector in selectors:
+            if selector == "grid":
+                continue
+            chosen_sets = sets or mined
+            chosen_predictor = predictor or (
+                _loo_predictor(others) if selector == "predict" else None
+            )
+            if (selector == "frequent" and not chosen_sets) or (
+                selector == "predict" and chosen_predictor is None
+            ):
+                log(f"{selector}: {stem}: skipped (needs other images' grid results)")
+                continue
+            res = auto_weights(
+                pipe,
+                lq,
+                selector,
+                metric=quality,
+                steps=steps,
+                seed=seed,
+                predictor=chosen_predictor,
+                sets=chosen_sets,
+                fast_options=fast_options,
+            )
+            rows.append(_row(stem, selector, _as_record(res), ref))
+            log(f"{selector}: {stem}: {format_weights(res.weights)} Q {res.score:.4g}")
+    summary = summarize(rows, grid_evaluations(search_grid(), steps))
+    payload = {
+        "metric": metric,
+        "steps": steps,
+        "seed": seed,
+        "crop": crop,
+        "images": list(images),
+        "naive_grid_evaluations": grid_evaluations(search_grid(), steps),
+        "summary": summary,
+        "rows": [{**asdict(r), "gain_fraction": r.gain_fraction} for r in rows],
+    }
+    atomic_write_text(out / "search.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out / "search.md", format_markdown(payload))
+    return payload
+
+
+def _as_record(res: AutoResult) -> dict:
+    return {
+        "best_weights": res.weights,
+        "best_score": res.score,
+        "q_lq": res.q_lq,
+        "evaluations": res.evaluations,
+        "seconds": res.seconds,
+    }
+
+
+def _row(stem: str, selector: str, record: dict, ref: dict) -> Row:
+    return Row(
+        image=stem,
+        selector=selector,
+        weights=record["best_weights"],
+        q=float(record["best_score"]),
+        q_lq=float(ref["q_lq"]),
+        q_grid=float(ref["best_score"]),
+        evaluations=int(record["evaluations"]),
+        seconds=float(record["seconds"]),
+    )
+
+
+def _mean(values) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def summarize(rows: list[Row], naive_grid: int) -> list[dict]:
+    out = []
+    for selector in dict.fromkeys(r.selector for r in rows):
+        mine = [r for r in rows if r.selector == selector]
+        evals = _mean([r.evaluations for r in mine])
+        out.append(
+            {
+                "selector": selector,
+                "images": len(mine),
+                "mean_q": _mean([r.q for r in mine]),
+                "mean_gain_fraction": _mean([r.gain_fraction for r in mine]),
+                "evaluations_per_image": evals,
+                "evaluations_vs_naive_grid": evals / naive_grid,
+                "seconds_per_image": _mean([r.seconds for r in mine]),
+            }
+        )
+    return out
+
+
+def format_markdown(payload: dict) -> str:
+    lines = [
+        f"# Weight selectors vs the full grid ({payload['metric']}, {payload['steps']} steps, "
+        f"{len(payload['images'])} images)",
+        "",
+        "Q: the metric's quality, higher is better (NIQE: -NIQE). Gain: (Q - Q_LQ) / "
+        "(Q_grid - Q_LQ). Evaluations: UNet evaluations (one task, one latent, one step); "
+        f"the naive grid (one restoration per candidate) needs {payload['naive_grid_evaluations']}.",
+        "",
+        "| selector | mean Q | gain vs grid | UNet evals / image | % of naive grid | s / image |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in payload["summary"]:
+        lines.append(
+            f"| {s['selector']} | {s['mean_q']:.4f} | {100 * s['mean_gain_fraction']:.1f}% | "
+            f"{s['evaluations_per_image']:.0f} | {100 * s['evaluations_vs_naive_grid']:.2f}% | "
+            f"{s['seconds_per_image']:.1f} |"
+        )
+    lines += [
+        "",
+        "| image | selector | weights | Q | Q_LQ | Q_grid |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in payload["rows"]:
+        lines.append(
+            f"| {r['image']} | {r['selector']} | {format_weights(r['weights'])} | {r['q']:.4f} | "
+            f"{r['q_lq']:.4f} | {r['q_grid']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
