@@ -1,0 +1,67 @@
+"""Probe: can the embedded UNet overfit ONE batch at t = T (the one-step regression)?
+
+Usage: python tools/probes/overfit.py [CONFIG [LR [CLIP]]]   (defaults configs/embedded.yaml, 3e-4, 1.0)
+Prints the per-sample relative loss |pred - x0|^2 / |x0|^2 every 25 steps (1.0 = predicting 0).
+"""
+
+import sys
+import time
+
+import torch
+
+from unires.config import load_yaml
+from unires.model.autoencoder import encode_latents
+from unires.sampling.conditions import condition_input
+from unires.train.diffusion import (
+    TrainConfig,
+    _initial_components,
+    build_train_dataset,
+    estimate_latent_statistics,
+)
+
+torch.set_num_threads(1)
+cfg = load_yaml(TrainConfig, sys.argv[1] if len(sys.argv) > 1 else "configs/embedded.yaml")
+ds = build_train_dataset(cfg)
+torch.manual_seed(0)
+c = _initial_components(cfg)
+stats = estimate_latent_statistics(c.vae, ds, n=16)
+c.settings.residual_scale = stats["residual_scale"]
+c.settings.condition_mean = stats["condition_mean"]
+c.settings.condition_std = stats["condition_std"]
+items = [ds[i] for i in range(8)]
+hq = torch.stack([it["hq"] for it in items]) * 2 - 1
+lq = torch.stack([it["lq"] for it in items]) * 2 - 1
+zl = encode_latents(c.vae, lq)
+zh = encode_latents(c.vae, hq)
+r = (zh - zl) * c.settings.residual_scale
+cond = condition_input(c.settings, zl)
+params = list(c.unet.parameters()) + list(c.prompt_encoder.parameters())
+lr = float(sys.argv[2]) if len(sys.argv) > 2 else 3e-4
+clip = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+opt = torch.optim.AdamW(params, lr=lr)
+prompts = [it["prompt"] for it in items]
+g = torch.Generator().manual_seed(0)
+t0 = time.time()
+for step in range(151):
+    x = torch.randn(r.shape, generator=g)
+    pred = -c.unet(
+        torch.cat([x, cond], 1),
+        torch.full((8,), 999),
+        encoder_hidden_states=c.prompt_encoder.encode(prompts),
+    ).sample
+    per = ((pred - r) ** 2).flatten(1).mean(1) / r.pow(2).flatten(1).mean(1)
+    loss = per.mean()
+    opt.zero_grad()
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    if step % 25 == 0:
+        print(
+            step,
+            round(loss.item(), 3),
+            [round(v, 2) for v in per.tolist()],
+            "grad",
+            round(float(gn), 3),
+            round(time.time() - t0),
+            flush=True,
+        )
