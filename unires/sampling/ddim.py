@@ -87,6 +87,15 @@ def make_scheduler(scheduler_config: Mapping, steps: int) -> DDIMScheduler:
     return scheduler
 
 
+def strength_timesteps(scheduler: DDIMScheduler, strength: float) -> torch.Tensor:
+    """The timesteps a run of ``strength`` (0, 1] visits: the last fraction of the schedule,
+    at least one (img2img / SDEdit; 1 = all of them, as in the paper)."""
+    timesteps = scheduler.timesteps
+    if strength >= 1.0:
+        return timesteps
+    return timesteps[-max(1, round(len(timesteps) * strength)) :]
+
+
 @torch.no_grad()
 def sample_unires_ddim(
     model: Denoiser,
@@ -110,11 +119,10 @@ def sample_unires_ddim(
     noise. Lower strength stays closer to ``x0_init``.
     """
     scheduler = make_scheduler(scheduler_config, steps)
-    timesteps = scheduler.timesteps
+    timesteps = strength_timesteps(scheduler, strength)
     if strength < 1.0:
         if x0_init is None:
             raise ValueError("strength < 1 needs x0_init")
-        timesteps = timesteps[-max(1, round(steps * strength)) :]
         x = scheduler.add_noise(x0_init, x, timesteps[:1])
     for i, t in enumerate(tqdm(timesteps, disable=disable, desc="sampling")):
         model_output = model(x, t)

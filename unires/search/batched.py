@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 
 from ..pipeline import PreparedImage
-from ..sampling.ddim import combine_task_predictions, make_scheduler
+from ..sampling.ddim import combine_task_predictions, make_scheduler, strength_timesteps
 from ..tasks import get_task
 from ..weights import validate_weights
 
@@ -56,10 +56,7 @@ class CandidateSampler:
         self.prepared = prepared
         self.tasks, self.weights = weight_matrix(weight_sets)
         self.scheduler = make_scheduler(pipe.scheduler_config, steps)
-        timesteps = self.scheduler.timesteps
-        if strength < 1.0:  # as sample_unires_ddim: the last fraction of the steps only
-            timesteps = timesteps[-max(1, round(steps * strength)) :]
-        self.timesteps = list(timesteps)
+        self.timesteps = list(strength_timesteps(self.scheduler, strength))
         self.max_pairs = max_pairs or MAX_PAIRS_PER_CALL
         self.evaluations = 0
         self._first: torch.Tensor | None = None
