@@ -104,6 +104,16 @@ def test_resume_continues_exactly(tiny_setup):
     assert (exported / "model_index.json").is_file()
 
 
+def test_time_budget_stops_checkpoints_and_exports(tiny_setup):
+    root, cfg = tiny_setup
+    timed = dataclasses.replace(cfg, output_dir=str(root / "timed"), steps=500, max_minutes=1e-4)
+    out = train(timed)
+    step = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())["step"]
+    assert 0 < step < 500
+    # The budget's end is the run's end: the EMA model is exported as at the last step.
+    assert (out / "final" / "model_index.json").is_file()
+
+
 @pytest.mark.parametrize("name", ["tiny", "embedded", "sd-finetune"])
 def test_shipped_configs_load(name):
     cfg = load_yaml(TrainConfig, CONFIG.parent / f"{name}.yaml")

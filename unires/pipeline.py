@@ -24,6 +24,7 @@ from .model.autoencoder import (
     vae_latent_channels,
 )
 from .model.bundle import ModelComponents, UniResSettings, load_model, save_model
+from .model.head import unet_config
 from .sampling.color import apply_color_fix
 from .sampling.conditions import condition_input, down_up_lq
 from .sampling.ddim import TaskMixture, sample_unires_ddim
@@ -170,7 +171,7 @@ class UniResPipeline:
     @property
     def pad_multiple(self) -> int:
         """Pixels per latent, times the UNet's total downsampling."""
-        return self.vae_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return self.vae_factor * 2 ** (len(unet_config(self.unet).block_out_channels) - 1)
 
     def prompt_embedding(self, code: str) -> torch.Tensor:
         """(L, D) embedding of a task's prompt; computed once per pipeline."""
@@ -226,7 +227,7 @@ class UniResPipeline:
 
     def _bytes_per_latent_pixel(self) -> float:
         """Rough activation memory of one UNet call per latent pixel and batch element."""
-        cfg = self.unet.config
+        cfg = unet_config(self.unet)
         per = sum(
             c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
         )

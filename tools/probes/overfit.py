@@ -1,8 +1,9 @@
 """Probe: can the embedded UNet overfit ONE batch at t = T (the one-step regression)?
 
-Usage: python tools/probes/overfit.py [CONFIG [LR [CLIP [head]]]]   (defaults configs/embedded.yaml,
-3e-4, 1.0). "head" adds a normalisation-free 6-layer conv head on [x_t, condition] whose
-output is added to the UNet's (the candidate fix for the collapse).
+Usage: python tools/probes/overfit.py [CONFIG [LR [CLIP [nohead]]]]   (defaults
+configs/embedded.yaml, 3e-4, 1.0). The model is the config's (with its `model.head`, the
+normalisation-free head of unires/model/head.py, if it sets one); "nohead" drops the head to
+reproduce the plain UNet's collapse.
 Prints the per-sample relative loss |pred - x0|^2 / |x0|^2 every 25 steps (1.0 = predicting 0).
 """
 
@@ -24,6 +25,8 @@ from unires.train.diffusion import (
 torch.set_num_threads(1)
 cfg = load_yaml(TrainConfig, sys.argv[1] if len(sys.argv) > 1 else "configs/embedded.yaml")
 ds = build_train_dataset(cfg)
+if len(sys.argv) > 4 and sys.argv[4] == "nohead":
+    cfg.model.head = None
 torch.manual_seed(0)
 c = _initial_components(cfg)
 stats = estimate_latent_statistics(c.vae, ds, n=16)
@@ -38,14 +41,6 @@ zh = encode_latents(c.vae, hq)
 r = (zh - zl) * c.settings.residual_scale
 cond = condition_input(c.settings, zl)
 params = list(c.unet.parameters()) + list(c.prompt_encoder.parameters())
-head = None
-if len(sys.argv) > 4 and sys.argv[4] == "head":
-    ch = 2 * r.shape[1]
-    layers = [torch.nn.Conv2d(ch, 96, 3, padding=1), torch.nn.SiLU()]
-    for _ in range(4):
-        layers += [torch.nn.Conv2d(96, 96, 3, padding=1), torch.nn.SiLU()]
-    head = torch.nn.Sequential(*layers, torch.nn.Conv2d(96, r.shape[1], 3, padding=1))
-    params += list(head.parameters())
 lr = float(sys.argv[2]) if len(sys.argv) > 2 else 3e-4
 clip = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
 opt = torch.optim.AdamW(params, lr=lr)
@@ -58,7 +53,7 @@ for step in range(151):
     out = c.unet(
         inputs, torch.full((8,), 999), encoder_hidden_states=c.prompt_encoder.encode(prompts)
     ).sample
-    pred = -(out + head(inputs)) if head is not None else -out
+    pred = -out  # v = -x0 at the zero-SNR terminal step
     per = ((pred - r) ** 2).flatten(1).mean(1) / r.pow(2).flatten(1).mean(1)
     loss = per.mean()
     opt.zero_grad()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..model.head import unet_config
 from ..model.unet import UNET_PRESETS, build_unet, count_parameters
 from ..sampling.ddim import TaskMixture, combine_task_predictions, predict_tasks, sample_unires_ddim
 from ..tasks import PAPER_GRID_TASKS
@@ -83,9 +84,9 @@ def run_speed_benchmark(
     if unet is None:
         unet = build_unet(UNET_PRESETS[model])
     unet = torch.nn.Module.to(unet.eval(), dev, dt)
-    c = unet.config.out_channels
+    c = unet_config(unet).out_channels
     size = image_size // vae_factor
-    cfg_dim = unet.config.cross_attention_dim
+    cfg_dim = unet_config(unet).cross_attention_dim
     tokens = prompt_tokens or (77 if cfg_dim >= 768 else 4)
     gen = torch.Generator("cpu").manual_seed(0)
     codes = PAPER_GRID_TASKS[:tasks] if tasks <= len(PAPER_GRID_TASKS) else None

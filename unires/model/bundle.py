@@ -1,7 +1,8 @@
 """Saving and loading a UniRes model as a diffusers-style folder.
 
     model_index.json        component -> [library, class], plus a "unires" settings block
-    unet/                   UNet2DConditionModel (config.json + safetensors)
+    unet/                   UNet2DConditionModel, or UNetWithHead (the same plus a
+                            normalisation-free conv head; model/head.py)
     vae/                    UniResAutoencoder, SpaceToDepthAutoencoder, AutoencoderKL or
                             AutoencoderTiny
     prompt_encoder/         TaskPromptTable               (small models), or
@@ -26,6 +27,7 @@ from .. import __version__
 from ..config import from_dict, to_dict
 from ..utils import atomic_write_text
 from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
+from .head import UNetWithHead
 from .prompt import CLIPPromptEncoder, TaskPromptTable
 
 DIFFUSION_TARGETS = ("latent", "residual")
@@ -70,7 +72,7 @@ class ModelFolderError(ValueError):
 
 @dataclass
 class ModelComponents:
-    unet: UNet2DConditionModel
+    unet: UNet2DConditionModel | UNetWithHead
     vae: Any
     prompt_encoder: Any
     scheduler_config: dict
@@ -79,6 +81,7 @@ class ModelComponents:
 
 _LOADERS = {
     ("diffusers", "UNet2DConditionModel"): UNet2DConditionModel,
+    ("unires", "UNetWithHead"): UNetWithHead,
     ("diffusers", "AutoencoderKL"): AutoencoderKL,
     ("diffusers", "AutoencoderTiny"): AutoencoderTiny,
     ("unires", "UniResAutoencoder"): UniResAutoencoder,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..tasks import TRAINING_PROMPTS
 from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
 from .bundle import ModelComponents, UniResSettings, default_scheduler_config
+from .head import UNetWithHead
 from .prompt import TaskPromptTable
 from .unet import UNET_PRESETS, UNetConfig, build_unet
 
@@ -23,9 +24,18 @@ class AutoencoderConfig:
 
 
 @dataclass
+class HeadConfig:
+    """The normalisation-free head added to the UNet's output (model/head.py)."""
+
+    channels: int = 96
+    layers: int = 4
+
+
+@dataclass
 class ModelConfig:
     unet: UNetConfig = field(default_factory=lambda: UNET_PRESETS["embedded"])
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    head: HeadConfig | None = None  # None: the plain UNet (the paper's model)
     prompt_tokens: int = 4
     prediction_type: str = "v_prediction"
     settings: UniResSettings = field(default_factory=UniResSettings)
@@ -49,6 +59,8 @@ def build_model(cfg: ModelConfig, vae=None) -> ModelComponents:
             f"UNet expects {cfg.unet.latent_channels}"
         )
     unet = build_unet(cfg.unet)
+    if cfg.head is not None:
+        unet = UNetWithHead.around(unet, cfg.head.channels, cfg.head.layers)
     prompts = TaskPromptTable(
         prompts=list(TRAINING_PROMPTS),
         embed_dim=cfg.unet.cross_attention_dim,

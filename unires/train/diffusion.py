@@ -95,6 +95,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # 0: torch default
+    # > 0: stop after this many minutes of training (checkpoint, then export the EMA model
+    # to OUTPUT_DIR/final as at the last step): for lent machines with a fixed time budget.
+    max_minutes: float = 0.0
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -413,11 +416,17 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         dynamic_ncols=True,
     )
     smoothed = None
+    started, first_step = time.monotonic(), step
+    out_of_time = False
     gen = torch.Generator(device="cpu")
     micro = step * cfg.grad_accum  # micro-batch counter
     try:
         for batch in loader:
             if step >= last or stop["now"]:
+                break
+            elapsed = time.monotonic() - started
+            if cfg.max_minutes > 0 and step > first_step and elapsed > 60 * cfg.max_minutes:
+                out_of_time = True
                 break
             # Noise, timesteps and dropout drawn from (seed, step): a resumed run continues
             # exactly as an uninterrupted one would.
@@ -486,7 +495,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         for s, h in old_handlers.items():
             signal.signal(s, h)
     save_checkpoint(accelerator, out, state())
-    if step >= cfg.steps and accelerator.is_main_process:
+    if (step >= cfg.steps or out_of_time) and accelerator.is_main_process:
         export_model(accelerator, comps, unet, prompt_encoder, ema, settings, out / "final")
     accelerator.end_training()
     return out
