@@ -231,6 +231,9 @@ class UniResPipeline:
         per = sum(
             c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
         )
+        head = getattr(self.unet, "head", None)
+        if head is not None:  # full-resolution features, two alive at a time
+            per += 2 * head.conv_in.out_channels
         return per * torch.finfo(self.dtype).bits / 8 * 2
 
     def _latent_tile(self, n_tasks: int, tiles: TileSettings, shape) -> int:
