@@ -18,6 +18,7 @@ from unires.degrade.recipes import (
     DegradationConfig,
     degrade_for_task,
     run_recipe,
+    sr_realesrgan,
 )
 from unires.degrade.shake import random_shake_kernel
 
@@ -62,6 +63,21 @@ def test_sr_task_loses_resolution():
         return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean())
 
     assert high_freq(lq) < 0.8 * high_freq(hq)
+
+
+def test_sr_task_mixes_in_plain_bicubic_inputs_on_request():
+    hq = torch.stack([procedural_photo(i, 48, 48) for i in range(8)])
+    paper, _ = degrade_for_task("sr", hq, 4)
+    assert torch.equal(paper, sr_realesrgan(hq, torch.Generator().manual_seed(4))[0])
+    bicubic, _ = run_recipe("sr", hq, 0)
+    only_bicubic, params = degrade_for_task("sr", hq, 4, DegradationConfig(sr_bicubic_prob=1.0))
+    assert torch.equal(only_bicubic, bicubic)
+    assert {p["recipe"] for p in params} == {"sr"} and {p["task"] for p in params} == {"sr"}
+    mixed, params = degrade_for_task("sr", hq, 4, DegradationConfig(sr_bicubic_prob=0.5))
+    kinds = [p["recipe"] for p in params]
+    assert set(kinds) == {"sr", "realesrgan"}
+    for i, kind in enumerate(kinds):  # each sample is either a clean bicubic or a realesrgan one
+        assert torch.equal(mixed[i], bicubic[i]) == (kind == "sr")
 
 
 def test_realesrgan_defaults_are_the_published_ones():

@@ -120,6 +120,24 @@ def test_shipped_configs_load(name):
     assert cfg.steps > 0 and cfg.image_drop == pytest.approx(0.1)
 
 
+def test_training_degradations_come_from_the_config(tiny_setup, tmp_path):
+    from unires.train.diffusion import build_train_dataset
+
+    _, cfg = tiny_setup
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("data:\n  degradation:\n    sr_bicubic_prob: 1.0\n")
+    loaded = load_yaml(TrainConfig, cfg_file)
+    assert loaded.data.degradation.sr_bicubic_prob == 1.0
+    # Other recipe settings keep their published defaults.
+    assert loaded.data.degradation.realesrgan.second_blur_prob == pytest.approx(0.8)
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, degradation=loaded.data.degradation)
+    )
+    ds = build_train_dataset(cfg)
+    params = [ds.sample(i, task="sr")["params"] for i in range(4)]
+    assert {p["recipe"] for p in params} == {"sr"}  # all plain bicubic
+
+
 def test_config_typos_fail_loudly(tmp_path):
     from unires.config import ConfigError
 

@@ -32,6 +32,10 @@ class DegradationConfig:
     """Every recipe's parameter ranges (published defaults where there are any)."""
 
     sr_factor: int = 4  # the resolution loss of the SR recipes
+    # Share of SR-task samples degraded by plain bicubic downscaling instead of Real-ESRGAN's
+    # second order: 0 is the paper's data. A model trained only on Real-ESRGAN inputs treats
+    # clean bicubic inputs as noisy/JPEG ones and over-sharpens them (docs/TRAINING.md, run 5).
+    sr_bicubic_prob: float = 0.0
     realesrgan: RealESRGANConfig = field(default_factory=RealESRGANConfig)
     shake: ShakeConfig = field(default_factory=ShakeConfig)
     oid_motion: OIDMotionConfig = field(default_factory=OIDMotionConfig)
@@ -125,6 +129,20 @@ def motion_mix(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
     return torch.cat(outs), params
 
 
+def sr_mix(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """SR-task training data: Real-ESRGAN second order, or bicubic with ``sr_bicubic_prob``."""
+    cfg = cfg or DegradationConfig()
+    if cfg.sr_bicubic_prob <= 0:  # the paper's data, and the same random stream as before
+        return sr_realesrgan(hq, gen, cfg, scale)
+    outs, params = [], []
+    for i in range(hq.shape[0]):
+        fn = sr_bicubic if rng.bernoulli(gen, cfg.sr_bicubic_prob) else sr_realesrgan
+        lq, p = fn(hq[i : i + 1], gen, cfg, scale)
+        outs.append(lq)
+        params += p
+    return torch.cat(outs), params
+
+
 # Recipe name (as ``unires degrade --recipe`` spells it) -> function(hq, gen, cfg, scale).
 RECIPES: dict[str, Recipe] = {
     "sr": sr_bicubic,
@@ -138,7 +156,7 @@ RECIPES: dict[str, Recipe] = {
 
 # Training task code (unires.tasks) -> recipe.
 TASK_RECIPES: dict[str, Recipe] = {
-    "sr": sr_realesrgan,
+    "sr": sr_mix,
     "md": motion_mix,
     "dd": defocus,
     "dn": sensor_noise,

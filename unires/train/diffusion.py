@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..data.loader import collate, worker_init
+from ..degrade.recipes import DegradationConfig
 from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
 from ..model.factory import ModelConfig, build_model
@@ -47,6 +48,8 @@ class DataConfig:
     crop: int = 256
     task_probs: dict[str, float] = field(default_factory=lambda: dict(TRAINING_TASK_PROBS))
     prompt_augmentation: bool = True  # paper App. A.7: 1% positive, 1% negative words
+    # Training degradations (validation keeps the defaults, so runs stay comparable).
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     workers: int = 2
     val_dir: str | None = "../shared/data/val-hq"
     val_images: int = 4
@@ -125,6 +128,7 @@ def build_train_dataset(cfg: TrainConfig):
         task_probs=cfg.data.task_probs,
         prompt_augmentation=cfg.data.prompt_augmentation,
         seed=cfg.seed,
+        degradation=cfg.data.degradation,
     )
 
 
