@@ -106,15 +106,19 @@ def test_tradeoff_curves_are_fig11_pairs(tmp_path):
 def test_bench_summary_gain_fraction():
     from unires.search.bench import Row, format_markdown, summarize
 
+    grid = {"q_lq": -9.0, "q_grid": -5.0, "q_median": -7.0}
     rows = [
-        Row("a", "grid", {"dn": 1.0}, q=-5.0, q_lq=-9.0, q_grid=-5.0, evaluations=100, seconds=9),
-        Row("a", "fast", {"md": 1.0}, q=-6.0, q_lq=-9.0, q_grid=-5.0, evaluations=10, seconds=1),
-        # The grid did not beat the input: no gain to share, left out of the mean.
-        Row("b", "fast", {"md": 1.0}, q=-6.0, q_lq=-4.0, q_grid=-5.0, evaluations=20, seconds=3),
+        Row("a", "grid", {"dn": 1.0}, q=-5.0, **grid, evaluations=100, seconds=9),
+        Row("a", "fast", {"md": 1.0}, q=-6.0, **grid, evaluations=10, seconds=1),
+        # The grid did not beat the input: no gain to share, left out of the mean; the lead
+        # over the median candidate (-8) is still defined: (-6 + 8) / (-5 + 8).
+        Row("b", "fast", {"md": 1.0}, -6.0, -4.0, -5.0, 20, 3, q_median=-8.0),
     ]
     summary = {s["selector"]: s for s in summarize(rows, naive_grid=1000)}
     assert summary["grid"]["mean_gain_fraction"] == pytest.approx(1.0)
     assert summary["fast"]["mean_gain_fraction"] == pytest.approx(0.75)
+    assert summary["grid"]["mean_gain_over_median"] == pytest.approx(1.0)
+    assert summary["fast"]["mean_gain_over_median"] == pytest.approx((0.5 + 2 / 3) / 2)
     assert summary["fast"]["evaluations_per_image"] == 15
     assert summary["fast"]["evaluations_vs_naive_grid"] == pytest.approx(0.015)
     payload = {
@@ -126,4 +130,53 @@ def test_bench_summary_gain_fraction():
         "rows": [{**vars(r), "gain_fraction": r.gain_fraction} for r in rows],
     }
     text = format_markdown(payload)
-    assert "| fast | -6.0000 | 75.0% | 15 | 1.50% | 2.0 |" in text
+    assert "| fast | -6.0000 | 75.0% | 58.3% | 15 | 1.50% | 2.0 |" in text
+    # Where the grid beats the LQ on no image the gain is undefined: said, not "nan%".
+    only_b = summarize(rows[2:], naive_grid=1000)
+    text = format_markdown({**payload, "summary": only_b})
+    assert "| fast | -6.0000 | n/a | 66.7% | 20 | 2.00% | 3.0 |" in text and "nan" not in text
+
+
+def test_bench_search_end_to_end_on_a_tiny_model(tiny_pipe, tmp_path):
+    """Grid reference, its median, and the selectors' rows, on two small images."""
+    import json
+    import statistics
+
+    import numpy as np
+    from PIL import Image
+
+    from unires.search.bench import run_search_benchmark
+    from unires.search.grid import read_score_table
+
+    rng = np.random.default_rng(0)
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    out = tmp_path / "bench"
+    payload = run_search_benchmark(
+        tiny_pipe,
+        files,
+        out,
+        selectors=("grid", "fast", "average"),
+        metric="piqe",
+        steps=1,
+        fast_options={"proxy_side": None},
+        log=lambda *_: None,
+    )
+    rows = {(r["image"], r["selector"]): r for r in payload["rows"]}
+    for stem in ("a", "b"):
+        table = read_score_table(out / "grid" / f"{stem}.csv")
+        assert len(table) == 1512
+        grid = rows[stem, "grid"]
+        assert grid["q"] == pytest.approx(max(table.values()), abs=1e-6)
+        assert grid["q_median"] == pytest.approx(statistics.median(table.values()))
+        # One step and the proxy at full size: the fast search is the grid (Eq. 2 is linear).
+        assert rows[stem, "fast"]["q"] == pytest.approx(grid["q"], abs=1e-4)
+        assert rows[stem, "average"]["q"] <= grid["q"] + 1e-6
+    summary = {s["selector"]: s for s in payload["summary"]}
+    assert summary["grid"]["mean_gain_over_median"] == pytest.approx(1.0)
+    assert summary["fast"]["mean_gain_over_median"] == pytest.approx(1.0, abs=1e-3)
+    assert json.loads((out / "search.json").read_text())["steps"] == 1
+    assert "| fast |" in (out / "search.md").read_text()

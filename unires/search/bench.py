@@ -39,11 +39,19 @@ class Row:
     q_grid: float
     evaluations: int
     seconds: float
+    q_median: float = float("nan")  # the grid's median candidate
 
     @property
     def gain_fraction(self) -> float:
         denom = self.q_grid - self.q_lq
         return (self.q - self.q_lq) / denom if denom > 0 else float("nan")
+
+    @property
+    def gain_over_median(self) -> float:
+        """Share of the grid's lead over its median candidate that the selector keeps:
+        still defined where no candidate beats the LQ (then ``gain_fraction`` is not)."""
+        denom = self.q_grid - self.q_median
+        return (self.q - self.q_median) / denom if denom > 0 else float("nan")
 
 
 def _centre(lq: torch.Tensor, crop: int | None) -> torch.Tensor:
@@ -82,9 +90,11 @@ def _grid_record(pipe, lq, metric, out: Path, stem: str, steps, seed) -> dict:
             "seconds": time.perf_counter() - t0,
         }
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    scores = read_score_table(table)
+    record["q_median"] = statistics.median(scores.values()) if scores else float("nan")
     plot = out / "grid" / f"{stem}_tradeoff.png"
     if not plot.is_file():
-        rows = [ScoredCandidate(dict(k), q) for k, q in read_score_table(table).items()]
+        rows = [ScoredCandidate(dict(k), q) for k, q in scores.items()]
         title = f"{stem}: {getattr(metric, 'name', 'Q')} along each pair of tasks (Fig. 11)"
         draw_tradeoffs(rows, plot, title=title, metric=f"Q ({getattr(metric, 'name', '')})")
     return record
@@ -175,7 +185,10 @@ def run_search_benchmark(
         "images": list(images),
         "naive_grid_evaluations": grid_evaluations(search_grid(), steps),
         "summary": summary,
-        "rows": [{**asdict(r), "gain_fraction": r.gain_fraction} for r in rows],
+        "rows": [
+            {**asdict(r), "gain_fraction": r.gain_fraction, "gain_over_median": r.gain_over_median}
+            for r in rows
+        ],
     }
     atomic_write_text(out / "search.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "search.md", format_markdown(payload))
@@ -202,6 +215,7 @@ def _row(stem: str, selector: str, record: dict, ref: dict) -> Row:
         q_grid=float(ref["best_score"]),
         evaluations=int(record["evaluations"]),
         seconds=float(record["seconds"]),
+        q_median=float(ref.get("q_median", float("nan"))),
     )
 
 
@@ -221,6 +235,7 @@ def summarize(rows: list[Row], naive_grid: int) -> list[dict]:
                 "images": len(mine),
                 "mean_q": _mean([r.q for r in mine]),
                 "mean_gain_fraction": _mean([r.gain_fraction for r in mine]),
+                "mean_gain_over_median": _mean([r.gain_over_median for r in mine]),
                 "evaluations_per_image": evals,
                 "evaluations_vs_naive_grid": evals / naive_grid,
                 "seconds_per_image": _mean([r.seconds for r in mine]),
@@ -229,32 +244,40 @@ def summarize(rows: list[Row], naive_grid: int) -> list[dict]:
     return out
 
 
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%" if math.isfinite(fraction) else "n/a"
+
+
 def format_markdown(payload: dict) -> str:
     lines = [
         f"# Weight selectors vs the full grid ({payload['metric']}, {payload['steps']} steps, "
         f"{len(payload['images'])} images)",
         "",
         "Q: the metric's quality, higher is better (NIQE: -NIQE). Gain: (Q - Q_LQ) / "
-        "(Q_grid - Q_LQ). Evaluations: UNet evaluations (one task, one latent, one step); "
+        "(Q_grid - Q_LQ), averaged over the images where the grid beats the LQ (n/a: none "
+        "does). Gain over median: (Q - Q_med) / (Q_grid - Q_med), Q_med the grid's median "
+        "candidate. Evaluations: UNet evaluations (one task, one latent, one step); "
         f"the naive grid (one restoration per candidate) needs {payload['naive_grid_evaluations']}.",
         "",
-        "| selector | mean Q | gain vs grid | UNet evals / image | % of naive grid | s / image |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| selector | mean Q | gain vs grid | gain over median | UNet evals / image "
+        "| % of naive grid | s / image |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in payload["summary"]:
         lines.append(
-            f"| {s['selector']} | {s['mean_q']:.4f} | {100 * s['mean_gain_fraction']:.1f}% | "
+            f"| {s['selector']} | {s['mean_q']:.4f} | {_percent(s['mean_gain_fraction'])} | "
+            f"{_percent(s.get('mean_gain_over_median', float('nan')))} | "
             f"{s['evaluations_per_image']:.0f} | {100 * s['evaluations_vs_naive_grid']:.2f}% | "
             f"{s['seconds_per_image']:.1f} |"
         )
     lines += [
         "",
-        "| image | selector | weights | Q | Q_LQ | Q_grid |",
-        "|---|---|---|---:|---:|---:|",
+        "| image | selector | weights | Q | Q_LQ | Q_grid | Q_med |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in payload["rows"]:
         lines.append(
             f"| {r['image']} | {r['selector']} | {format_weights(r['weights'])} | {r['q']:.4f} | "
-            f"{r['q_lq']:.4f} | {r['q_grid']:.4f} |"
+            f"{r['q_lq']:.4f} | {r['q_grid']:.4f} | {r.get('q_median', float('nan')):.4f} |"
         )
     return "\n".join(lines) + "\n"
