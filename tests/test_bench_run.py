@@ -179,6 +179,10 @@ def test_ablations_produce_every_row_and_check_claims(tiny_model_dir, sets, tmp_
         "piqe",  # defined on 64 x 64 crops (NIQE needs two 96-pixel blocks)
         "--grid-fraction",
         "0.02",
+        "--survivors",
+        "4",
+        "--proxy-side",
+        "0",
         "--device",
         "cpu",
         "--dtype",
@@ -210,6 +214,15 @@ def test_ablations_produce_every_row_and_check_claims(tiny_model_dir, sets, tmp_
     printed = capsys.readouterr().out
     assert "claim: search beats every single task:" in printed
     assert "| Strike-Out | Grid search w/ BR=0 |" in (out / "ablations.md").read_text()
+    # --proxy-side 0 with one step: the fast search is exact over the whole paper grid,
+    # which holds every candidate of the reduced default grid.
+    fast = by_setting["Fast search: --auto fast"]
+    assert result["config"]["fast_proxy_side"] is None
+    assert result["config"]["fast_survivors"] == 4
+    assert not fast["note"] and len(fast["per_image"]) == 3
+    for key, rec in default["per_image"].items():
+        got = fast["per_image"][key]["metrics"]["score"]
+        assert got >= rec["metrics"]["score"] - 1e-4, key
     forest = by_setting["Random Forest (skip search)"]
     assert "leave-one-out" in forest["note"] and forest["evaluations"] == 1
 

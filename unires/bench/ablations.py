@@ -49,6 +49,9 @@ class AblationConfig:
     sr_only_model: Path | None = None
     top: int = 8
     use_auto: bool = True  # the --auto fast row (unires.search.auto)
+    fast_survivors: int = 16  # --auto fast: candidates kept after the proxy
+    # --auto fast: proxy crop side (None: the whole image, exact at one sampling step)
+    fast_proxy_side: int | tuple[int, int] | None = 192
     predictor: Path | None = None  # a trained WeightPredictor; None: fit leave-one-out
 
 
@@ -367,6 +370,13 @@ def _auto_row(row, runner, contexts, method, auto_fn, why):
     cfg = runner.cfg
     for ctx in contexts:
         extra = {"predictor": cfg.predictor} if method == "predict" else {}
+        if method == "fast":
+            extra = {
+                "fast_options": {
+                    "survivors": cfg.fast_survivors,
+                    "proxy_side": cfg.fast_proxy_side,
+                }
+            }
         try:
             result = auto_fn(
                 runner.pipe,

@@ -288,6 +288,7 @@ def add_ablations_parser(bench: argparse._SubParsersAction) -> None:
     a.add_argument("--sr-only-model", type=Path, metavar="PATH", help="model trained on SR only")
     a.add_argument("--top", type=int, default=8, help="most frequent sets kept")
     a.add_argument("--no-auto", action="store_true", help="skip the --auto fast row (slow)")
+    _add_fast_search_arguments(a)
     a.add_argument(
         "--predictor",
         type=Path,
@@ -295,6 +296,28 @@ def add_ablations_parser(bench: argparse._SubParsersAction) -> None:
         help="random-forest row: a trained predictor (default: fitted leave-one-out here)",
     )
     a.set_defaults(func=run_ablations_command)
+
+
+def _add_fast_search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--survivors", type=int, default=16, help="fast: candidates kept after the proxy"
+    )
+    parser.add_argument(
+        "--proxy-side",
+        default="192",
+        help="fast: proxy crop, N or HxW (0: the whole image, exact at one step)",
+    )
+
+
+def _proxy_side(text: str) -> tuple[int, int] | None:
+    """``--proxy-side``: N or HxW pixels; 0 means score the proxy on the whole image."""
+    from . import UsageError
+
+    try:
+        h, _, w = text.lower().partition("x")
+        return (int(h), int(w or h)) if int(h) else None
+    except ValueError:
+        raise UsageError(f"--proxy-side {text!r}: give N or HxW") from None
 
 
 def run_ablations_command(args: argparse.Namespace) -> int:
@@ -324,6 +347,8 @@ def run_ablations_command(args: argparse.Namespace) -> int:
         sr_only_model=args.sr_only_model,
         top=args.top,
         use_auto=not args.no_auto,
+        fast_survivors=args.survivors,
+        fast_proxy_side=_proxy_side(args.proxy_side),
         predictor=args.predictor,
     )
     pipe = load_pipeline_or_exit(args)
@@ -370,8 +395,7 @@ def add_search_parser(bench: argparse._SubParsersAction) -> None:
     s.add_argument("--crop", type=int, default=None, help="centre-crop side of each image")
     s.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--survivors", type=int, default=16, help="fast: candidates after the proxy")
-    s.add_argument("--proxy-side", default="192", help="fast: proxy crop, N or HxW (0: full)")
+    _add_fast_search_arguments(s)
     s.add_argument("--predictor", type=Path, help="a trained predictor (default: leave-one-out)")
     s.add_argument("--sets", type=Path, help="frequent sets JSON (default: leave-one-out)")
     s.add_argument("--device", default="auto")
@@ -390,11 +414,7 @@ def run_search_bench(args: argparse.Namespace) -> int:
     unknown = [x for x in selectors if x not in AUTO_METHODS]
     if unknown:
         raise UsageError(f"unknown selector(s) {', '.join(unknown)} ({', '.join(AUTO_METHODS)})")
-    try:
-        h, _, w = args.proxy_side.lower().partition("x")
-        proxy = (int(h), int(w or h)) if int(h) else None
-    except ValueError:
-        raise UsageError(f"--proxy-side {args.proxy_side!r}: give N or HxW") from None
+    proxy = _proxy_side(args.proxy_side)
     files, problems = io.collect_inputs(args.inputs)
     files = files[: args.limit] if args.limit else files
     if not files:
