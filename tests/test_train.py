@@ -182,3 +182,48 @@ def test_sigterm_to_the_process_group_checkpoints_then_exits(tiny_setup, tmp_pat
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     ckpt = latest_checkpoint(tmp_path / "run")
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == steps[-1]
+
+
+def test_two_process_data_parallel_run_on_cpu_and_resume(tiny_setup, tmp_path):
+    """``torchrun --nproc_per_node 2 -m unires.train`` on CPU: one DDP run (gloo), not two
+    processes that each think they are the main one, and ``--resume`` continues it."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    root, cfg = tiny_setup
+    data = yaml.safe_load(CONFIG.read_text())
+    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=4)
+    data["data"].update(hq_dirs=cfg.data.hq_dirs)
+    data["checkpoint_every"] = 2
+    config = tmp_path / "c.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("WORLD_SIZE", None)
+
+    def launch(*extra: str) -> None:
+        config.write_text(yaml.safe_dump(data))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        cmd += ["--standalone", "-m", "unires.train", "--config", str(config), *extra]
+        proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+
+    launch()
+    out = tmp_path / "run"
+    state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
+    # Each step consumed one batch per process, and only the main process logged.
+    assert state["step"] == 4 and state["samples_seen"] == 4 * cfg.batch_size * 2
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    data["steps"] = 6
+    launch("--resume")
+    state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
+    assert state["step"] == 6 and state["samples_seen"] == 6 * cfg.batch_size * 2
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (out / "final" / "model_index.json").is_file()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import signal
 import time
@@ -291,12 +292,23 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         log_with = "tensorboard"
     except ImportError:
         log_with = None
+    # torchrun / accelerate launch set WORLD_SIZE. Without a GPU, accelerate only builds the
+    # process group (gloo) when told the run is on CPU; otherwise every process would act as
+    # the main one and race on the checkpoint folder.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=log_with,
         project_dir=str(out),
+        cpu=world_size > 1 and not torch.cuda.is_available(),
     )
+    if world_size > 1 and accelerator.num_processes != world_size:
+        raise RuntimeError(
+            f"launched with WORLD_SIZE={world_size} but accelerate runs "
+            f"{accelerator.num_processes} process(es) ({accelerator.distributed_type}): "
+            "check the accelerate config"
+        )
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +344,10 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
         ):
             stats = estimate_latent_statistics(vae.to("cpu"), dataset)
             vae.to(accelerator.device)
+            if accelerator.num_processes > 1:  # every process must diffuse the same variable
+                from accelerate.utils import broadcast_object_list
+
+                stats = broadcast_object_list([stats])[0]
         if need_scale:
             settings.residual_scale = stats["residual_scale"]
         if need_norm:
