@@ -227,3 +227,38 @@ def test_two_process_data_parallel_run_on_cpu_and_resume(tiny_setup, tmp_path):
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert (out / "final" / "model_index.json").is_file()
+
+
+def test_accumulation_bf16_gradient_checkpointing_validation_and_logs(tiny_setup):
+    """The options a GPU run turns on, on CPU: 2 micro-batches per step, bf16 autocast,
+    gradient checkpointing; validation writes its grid and metrics, TensorBoard its events."""
+    root, cfg = tiny_setup
+    val = root / "val"
+    if not val.exists():
+        import shutil
+
+        shutil.copytree(cfg.data.hq_dirs[0], val)
+    run = dataclasses.replace(
+        cfg,
+        output_dir=str(root / "accum"),
+        steps=4,
+        grad_accum=2,
+        mixed_precision="bf16",
+        gradient_checkpointing=True,
+        validate_every=2,
+        data=dataclasses.replace(cfg.data, val_dir=str(val), val_images=2, val_crop=32),
+    )
+    out = train(run)
+    state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["samples_seen"] == 4 * cfg.batch_size * 2
+    losses = _losses(out)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    grids = sorted(p.name for p in (out / "val").glob("step*.png"))
+    assert grids == ["step0000002.png", "step0000004.png"]
+    with Image.open(out / "val" / grids[-1]) as im:  # 2 crops; LQ | BR | 4 tasks | GT
+        assert im.size == (7 * 32, 2 * 32)
+    rows = [json.loads(x) for x in (out / "val" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all(np.isfinite(r["val_psnr_matched"]) for r in rows)
+    pytest.importorskip("tensorboard")
+    assert list(out.rglob("events.out.tfevents.*"))
