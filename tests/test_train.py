@@ -262,3 +262,48 @@ def test_accumulation_bf16_gradient_checkpointing_validation_and_logs(tiny_setup
     assert all(np.isfinite(r["val_psnr_matched"]) for r in rows)
     pytest.importorskip("tensorboard")
     assert list(out.rglob("events.out.tfevents.*"))
+
+
+def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_setup, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    root, cfg = tiny_setup
+    data = yaml.safe_load(CONFIG.read_text())
+    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=100000)
+    data["data"].update(hq_dirs=cfg.data.hq_dirs, workers=1)
+    data["checkpoint_every"] = 3
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "unires.train", "--config", str(config)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
+    )
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 8):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: whatever is on disk is all there is
+    proc.communicate(timeout=60)
+    lines = log.read_text().splitlines()
+    try:
+        logged = json.loads(lines[-1])["step"]
+    except json.JSONDecodeError:  # killed in the middle of writing the last line
+        logged = json.loads(lines[-2])["step"] + 1
+    ckpt = latest_checkpoint(tmp_path / "run")
+    saved = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    assert saved % 3 == 0 and logged - 3 <= saved <= logged
+    data["steps"] = saved + 2
+    config.write_text(yaml.safe_dump(data))
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    state = json.loads((latest_checkpoint(tmp_path / "run") / "trainer_state.json").read_text())
+    assert state["step"] == saved + 2
+    assert (tmp_path / "run" / "final" / "model_index.json").is_file()
