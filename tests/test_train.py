@@ -248,7 +248,14 @@ def test_accumulation_bf16_gradient_checkpointing_validation_and_logs(tiny_setup
         validate_every=2,
         data=dataclasses.replace(cfg.data, val_dir=str(val), val_images=2, val_crop=32),
     )
-    out = train(run)
+    from accelerate.state import AcceleratorState
+
+    # Earlier tests in this process made an fp32 AcceleratorState: start from a clean one.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        out = train(run)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
     state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["samples_seen"] == 4 * cfg.batch_size * 2
     losses = _losses(out)
