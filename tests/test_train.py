@@ -147,35 +147,45 @@ def test_config_typos_fail_loudly(tmp_path):
         load_yaml(TrainConfig, bad)
 
 
-def test_sigterm_to_the_process_group_checkpoints_then_exits(tiny_setup, tmp_path):
-    """A job scheduler (or pkill) signals the trainer and its data workers together."""
+def _start_cli_training(cfg, run_dir: Path, checkpoint_every: int, wait_for_steps: int):
+    """``python -m unires.train`` on the tiny config in its own process group (1 data worker),
+    returned once ``wait_for_steps`` steps are logged: (process, config data, config path,
+    command, environment, log path)."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     import yaml
 
-    root, cfg = tiny_setup
     data = yaml.safe_load(CONFIG.read_text())
-    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=100000)
+    data.update(autoencoder=cfg.autoencoder, output_dir=str(run_dir), steps=100000)
     data["data"].update(hq_dirs=cfg.data.hq_dirs, workers=1)
-    data["checkpoint_every"] = 100000
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    data["checkpoint_every"] = checkpoint_every
+    config = run_dir.with_name(run_dir.name + ".yaml")
+    config.write_text(yaml.safe_dump(data))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "unires.train", "--config", str(config)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "unires.train", "--config", str(tmp_path / "c.yaml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=env,
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
     )
-    log = tmp_path / "run" / "log.jsonl"
+    log = run_dir / "log.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+    while time.time() < deadline and (
+        not log.exists() or len(log.read_text().splitlines()) < wait_for_steps
+    ):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.2)
+        time.sleep(0.05)
+    return proc, data, config, cmd, env, log
+
+
+def test_sigterm_to_the_process_group_checkpoints_then_exits(tiny_setup, tmp_path):
+    """A job scheduler (or pkill) signals the trainer and its data workers together."""
+    import os
+    import signal
+
+    root, cfg = tiny_setup
+    proc, _, _, _, _, log = _start_cli_training(cfg, tmp_path / "run", 100000, 5)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -275,28 +285,11 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_setup, tmp_
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
     import yaml
 
     root, cfg = tiny_setup
-    data = yaml.safe_load(CONFIG.read_text())
-    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=100000)
-    data["data"].update(hq_dirs=cfg.data.hq_dirs, workers=1)
-    data["checkpoint_every"] = 3
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "unires.train", "--config", str(config)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
-    )
-    log = tmp_path / "run" / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 8):
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.05)
+    proc, data, config, cmd, env, log = _start_cli_training(cfg, tmp_path / "run", 3, 8)
     os.killpg(proc.pid, signal.SIGKILL)  # no handler runs: whatever is on disk is all there is
     proc.communicate(timeout=60)
     lines = log.read_text().splitlines()
