@@ -114,10 +114,48 @@ def test_time_budget_stops_checkpoints_and_exports(tiny_setup):
     assert (out / "final" / "model_index.json").is_file()
 
 
-@pytest.mark.parametrize("name", ["tiny", "embedded", "sd-finetune"])
-def test_shipped_configs_load(name):
-    cfg = load_yaml(TrainConfig, CONFIG.parent / f"{name}.yaml")
+@pytest.mark.parametrize("path", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda p: p.stem)
+def test_committed_configs_load(path):
+    if path.stem == "autoencoder":
+        from unires.train.autoencoder import AutoencoderTrainConfig
+
+        assert load_yaml(AutoencoderTrainConfig, path).steps > 0
+        return
+    cfg = load_yaml(TrainConfig, path)
     assert cfg.steps > 0 and cfg.image_drop == pytest.approx(0.1)
+    assert sum(cfg.data.task_probs.values()) == pytest.approx(1.0)
+    if cfg.init_from and cfg.init_from.startswith("unires/weights"):  # the shipped weights
+        assert (CONFIG.parents[1] / cfg.init_from / "model_index.json").is_file()
+
+
+def test_init_from_starts_at_the_given_model_and_keeps_its_statistics(tiny_setup):
+    """Fine-tuning a model folder: its weights are the starting point and its data statistics
+    (residual scale, condition mean/std) are kept, not estimated again from the new data."""
+    from unires.model.bundle import load_model
+
+    root, cfg = tiny_setup
+    base = train(dataclasses.replace(cfg, output_dir=str(root / "base"), steps=3)) / "final"
+    frozen = dataclasses.replace(cfg.optim, lr=0.0, schedule="constant_with_warmup", warmup=0)
+    tuned = train(
+        dataclasses.replace(
+            cfg,
+            init_from=str(base),
+            autoencoder=None,
+            output_dir=str(root / "tuned"),
+            steps=2,
+            seed=1,  # another data stream: a new estimate would differ
+            optim=frozen,
+        )
+    )
+    a, b = load_model(base), load_model(tuned / "final")
+    assert b.settings.residual_scale == a.settings.residual_scale
+    assert b.settings.condition_mean == a.settings.condition_mean
+    assert b.settings.condition_std == a.settings.condition_std
+    for name in ("unet", "prompt_encoder"):
+        wa, wb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert wa.keys() == wb.keys()
+        for k in wa:  # lr 0: the EMA of unchanged weights is the starting model
+            torch.testing.assert_close(wb[k], wa[k], rtol=1e-6, atol=1e-7)
 
 
 def test_training_degradations_come_from_the_config(tiny_setup, tmp_path):

@@ -19,10 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="UNet preset (embedded, sd2, tiny) or a UniRes model folder",
     )
     s.add_argument("--size", type=int, default=512, help="image side in pixels")
-    s.add_argument("--tasks", type=int, default=6)
-    s.add_argument("--steps", type=int, default=50)
+    s.add_argument("--tasks", type=int, default=6, help="weight-set tasks per image (batched)")
+    s.add_argument("--steps", type=int, default=50, help="DDIM steps")
     s.add_argument("--timed-steps", type=int, default=None, help="time fewer steps and scale")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     s.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     s.add_argument("--json", type=Path, help="also write the result as JSON")
     s.set_defaults(func=run_speed)
@@ -36,15 +36,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="PSNR/SSIM/NIQE on synthetic degradations: one-hot tasks, weight sets, peers",
     )
     q.add_argument("--model", help="UniRes model folder (default: the embedded model)")
-    q.add_argument("--hq-dir", type=Path, default=Path("../shared/data/val-hq"))
-    q.add_argument("--out", type=Path, default=Path("runs/bench-quality"))
-    q.add_argument("--recipes", default="noise,motion,defocus,sr,complex")
+    q.add_argument(
+        "--hq-dir",
+        type=Path,
+        default=Path("../shared/data/val-hq"),
+        help="clean photos to degrade (default: %(default)s)",
+    )
+    q.add_argument(
+        "--out", type=Path, default=Path("runs/bench-quality"), help="tables and images go here"
+    )
+    q.add_argument(
+        "--recipes",
+        default="noise,motion,defocus,sr,complex",
+        help="comma-separated degradation recipes (default: %(default)s)",
+    )
     q.add_argument("--crop", type=int, default=256, help="centre-crop side of each HQ image")
-    q.add_argument("--limit", type=int, default=None, help="use the first N images")
-    q.add_argument("--steps", type=int, default=None)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--limit", type=int, default=None, help="use the first N images (default: all)")
+    q.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the degradations and the sampler")
     q.add_argument("--strength", type=float, default=1.0, help="see unires restore --strength")
-    q.add_argument("--device", default="auto")
+    q.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
 

@@ -15,13 +15,20 @@ cannot make the loader import arbitrary code.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderTiny,
+    DDIMScheduler,
+    ModelMixin,
+    UNet2DConditionModel,
+)
 
 from .. import __version__
 from ..config import from_dict, to_dict
@@ -142,6 +149,10 @@ def _load_component(folder: Path, index: dict, name: str, dtype):
     if not (folder / name).is_dir():
         raise ModelFolderError(f"{folder}: missing sub-folder {name}/")
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+    if issubclass(cls, ModelMixin) and importlib.util.find_spec("accelerate") is None:
+        # diffusers wants accelerate for its low-memory loading and warns on every component
+        # without it; a core install (`pip install unires`) does not have it.
+        kwargs["low_cpu_mem_usage"] = False
     return cls.from_pretrained(folder / name, **kwargs)
 
 
