@@ -15,7 +15,6 @@ cannot make the loader import arbitrary code.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from diffusers import (
     ModelMixin,
     UNet2DConditionModel,
 )
+from diffusers.utils import is_accelerate_available
 
 from .. import __version__
 from ..config import from_dict, to_dict
@@ -149,7 +149,7 @@ def _load_component(folder: Path, index: dict, name: str, dtype):
     if not (folder / name).is_dir():
         raise ModelFolderError(f"{folder}: missing sub-folder {name}/")
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
-    if issubclass(cls, ModelMixin) and importlib.util.find_spec("accelerate") is None:
+    if issubclass(cls, ModelMixin) and not is_accelerate_available():
         # diffusers wants accelerate for its low-memory loading and warns on every component
         # without it; a core install (`pip install unires`) does not have it.
         kwargs["low_cpu_mem_usage"] = False
