@@ -255,13 +255,22 @@ def test_two_process_data_parallel_run_on_cpu_and_resume(tiny_setup, tmp_path):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
         cmd += ["--standalone", "-m", "unires.train", "--config", str(config), *extra]
         proc = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+        err = proc.stderr.decode(errors="replace")
+        # Each rank's traceback, not only the launcher's summary at the end.
+        ranks = "\n".join(line for line in err.splitlines() if line.startswith("[rank"))
+        assert proc.returncode == 0, ranks[-6000:] + "\n" + err[-1500:]
 
     launch()
     out = tmp_path / "run"
     state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
     # Each step consumed one batch per process, and only the main process logged.
     assert state["step"] == 4 and state["samples_seen"] == 4 * cfg.batch_size * 2
+    # The checkpoint moved into place only after both processes wrote their RNG state.
+    ckpt = latest_checkpoint(out)
+    assert {p.name for p in ckpt.glob("random_states_*.pkl")} == {
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    }
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [
         1,
         2,

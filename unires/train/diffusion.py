@@ -180,6 +180,8 @@ def save_checkpoint(accelerator, out: Path, state: dict) -> None:
         shutil.rmtree(new, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(new))
+    # Every process writes its own RNG state into `new`: all must be done before it moves.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_text(new / "trainer_state.json", json.dumps(state, indent=2))
         shutil.rmtree(old, ignore_errors=True)
