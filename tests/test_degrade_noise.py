@@ -10,13 +10,16 @@ import torch
 from unires.data.procedural import procedural_photo
 from unires.degrade.jpeg import jpeg_compress, random_jpeg
 from unires.degrade.noise import (
+    DenoiseNoiseConfig,
     SensorNoiseConfig,
+    correlate_noise,
     gaussian_noise,
     inverse_smoothstep_tone,
     linear_to_srgb,
     poisson_gaussian_noise,
     poisson_gaussian_variance,
     poisson_noise,
+    random_denoise_noise,
     random_sensor_noise,
     smoothstep_tone,
     srgb_to_linear,
@@ -97,3 +100,57 @@ def test_jpeg_is_deterministic_and_draws_per_sample_qualities():
     assert all(30 <= p["jpeg_quality"] <= 95 for p in pa)
     assert torch.equal(a * 255, (a * 255).round())  # decoded 8-bit values
     assert math.isfinite(_psnr(a, img))
+
+
+@pytest.mark.parametrize(("sigma_px", "lag1_expected"), [(0.5, 0.26), (0.6, 0.45), (0.8, 0.67)])
+def test_correlated_noise_keeps_its_std_and_has_the_stated_correlation(sigma_px, lag1_expected):
+    white = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(4))
+    out = correlate_noise(white, sigma_px)
+    assert float(out.std()) == pytest.approx(float(white.std()), rel=0.05)
+    lag1 = float((out[..., :, 1:] * out[..., :, :-1]).mean() / out.var())
+    assert lag1 == pytest.approx(lag1_expected, abs=0.04)
+    assert torch.equal(correlate_noise(white, 0.0), white)
+
+
+def _gaussian_only(**kw) -> DenoiseNoiseConfig:
+    return DenoiseNoiseConfig(gaussian_prob=1.0, correlated_prob=0.0, **kw)
+
+
+def test_denoise_noise_grey_and_colour():
+    img = torch.full((2, 3, 48, 48), 0.5)
+    grey, params = random_denoise_noise(
+        img, torch.Generator().manual_seed(5), _gaussian_only(grey_prob=1.0)
+    )
+    d = grey - img
+    assert all(p["grey"] for p in params)
+    assert torch.equal(d[:, 0], d[:, 1]) and torch.equal(d[:, 1], d[:, 2])
+    colour, params = random_denoise_noise(
+        img, torch.Generator().manual_seed(5), _gaussian_only(grey_prob=0.0)
+    )
+    d = colour - img
+    assert not any(p["grey"] for p in params) and not torch.equal(d[:, 0], d[:, 1])
+    # Independent per channel: the channels' noise is uncorrelated.
+    assert abs(float(torch.corrcoef(d[0].flatten(1))[0, 1])) < 0.05
+
+
+@pytest.mark.parametrize("sigma", [1.0, 25.0, 50.0])
+def test_denoise_noise_sigma_is_in_0_255_units(sigma):
+    img = torch.full((1, 3, 96, 96), 0.5)
+    cfg = _gaussian_only(gaussian_sigma_range=(sigma, sigma), grey_prob=0.0)
+    out, (p,) = random_denoise_noise(img, torch.Generator().manual_seed(6), cfg)
+    assert p["sigma_255"] == sigma and p["correlation_px"] == 0.0
+    assert float((out - img).std() * 255) == pytest.approx(sigma, rel=0.05)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_denoise_noise_is_a_function_of_the_generator():
+    img = procedural_photo(3, 48, 48)[None].repeat(6, 1, 1, 1)
+    a, pa = random_denoise_noise(img, torch.Generator().manual_seed(7))
+    b, pb = random_denoise_noise(img, torch.Generator().manual_seed(7))
+    c, _ = random_denoise_noise(img, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and pa == pb and not torch.equal(a, c)
+    # Sensor samples keep the sensor model's parameters; correlated ones say by how much.
+    cfg = DenoiseNoiseConfig(gaussian_prob=0.0, correlated_prob=1.0)
+    out, params = random_denoise_noise(img, torch.Generator().manual_seed(9), cfg)
+    assert all(p["noise"] == "sensor" and 0.5 <= p["correlation_px"] <= 0.8 for p in params)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1 and not torch.equal(out, img)

@@ -10,6 +10,7 @@ import torch
 from unires.config import from_dict, to_dict
 from unires.data.procedural import procedural_photo
 from unires.degrade.kernels import filter2d, identity_kernel
+from unires.degrade.noise import SensorNoiseConfig
 from unires.degrade.objects import OIDMotionConfig, blur_per_object, oid_motion_with_masks
 from unires.degrade.realesrgan import RealESRGANConfig, realesrgan_degrade
 from unires.degrade.recipes import (
@@ -20,6 +21,7 @@ from unires.degrade.recipes import (
     run_recipe,
     sr_realesrgan,
 )
+from unires.degrade.rng import generator_for
 from unires.degrade.shake import random_shake_kernel
 
 HQ = procedural_photo(0, 64, 64)[None]
@@ -156,3 +158,104 @@ def test_oid_motion_recipe_blurs_objects_more_than_the_background():
         json.dumps(params)
         return
     pytest.fail("no sample had both object and background pixels")
+
+
+# `unires bench quality` compares runs across sessions on sets written by these recipes with
+# the default config: their pixels must not change when training distributions do. Pinned on
+# 24 fixed pixels of a procedural image (8-bit values, recorded before issue 21 widened the
+# DN task), with one level of slack for floating-point rounding on other CPUs.
+_PIN_PIXELS = [(3, 5), (10, 40), (22, 17), (31, 60), (45, 2), (50, 33), (58, 58), (63, 11)]
+_BENCH_PINS = {  # recipe: (mean 8-bit value, the 24 pixels' values)
+    "noise": (
+        138.872,
+        "77 92 37 106 121 80 223 222 139 222 168 156 104 107 52 194 149 143 124 117 99 123 122 65",
+    ),
+    "motion": (
+        139.275,
+        "106 118 58 108 114 76 200 203 130 216 170 162 104 109 51 203 158 161 154 139 118 104 114 59",
+    ),
+    "defocus": (
+        138.961,
+        "76 91 36 88 103 61 222 223 145 224 177 166 104 109 50 208 162 163 129 128 96 117 118 62",
+    ),
+    "sr": (
+        139.051,
+        "70 86 31 85 103 56 224 225 147 223 177 166 105 109 50 207 162 162 128 126 97 118 118 62",
+    ),
+    "complex": (
+        139.546,
+        "69 84 29 94 109 67 219 220 143 241 195 183 107 112 53 223 177 174 145 138 114 114 115 59",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BENCH_PINS))
+def test_benchmark_recipes_keep_their_pixels(name):
+    hq = procedural_photo(7, 64, 64)[None]
+    lq, _ = run_recipe(name, hq, generator_for(0, "pin", 0))
+    u8 = (lq[0] * 255).round()
+    mean, pinned = _BENCH_PINS[name][0], [int(v) for v in _BENCH_PINS[name][1].split()]
+    values = [int(u8[c, y, x]) for y, x in _PIN_PIXELS for c in range(3)]
+    off = [(v, p) for v, p in zip(values, pinned, strict=True) if v != p]
+    assert all(abs(v - p) <= 1 for v, p in off) and len(off) <= 2, off
+    assert float(u8.mean()) == pytest.approx(mean, abs=0.05)
+
+
+def test_noise_recipe_params_are_pinned():
+    _, (p,) = run_recipe("noise", procedural_photo(7, 64, 64)[None], generator_for(0, "pin", 0))
+    assert p["shot"] == pytest.approx(2.3730461e-4, rel=1e-6) and p["jpeg_quality"] == 76
+    assert p["tone_curve"] is False and p["read"] == pytest.approx(3.3947535e-8, rel=1e-5)
+
+
+def test_dn_task_draws_the_wide_distribution():
+    cfg = DegradationConfig()
+    assert cfg.dn_noise.gaussian_sigma_range == (1.0, 50.0)
+    assert cfg.dn_jpeg_range == (30.0, 95.0) and cfg.noise_jpeg_range == (75.0, 95.0)
+    hq = torch.stack([procedural_photo(i % 4, 16, 16) for i in range(96)])
+    lq, params = degrade_for_task("dn", hq, 0)
+    assert lq.shape == hq.shape and {p["recipe"] for p in params} == {"dn-mix"}
+    gauss = [p for p in params if p["noise"] == "gaussian"]
+    sensor = [p for p in params if p["noise"] == "sensor"]
+    assert gauss and sensor
+    assert min(p["sigma_255"] for p in gauss) < 15 and max(p["sigma_255"] for p in gauss) > 35
+    assert {p["grey"] for p in gauss} == {True, False}
+    assert max(p["shot"] for p in sensor) > SensorNoiseConfig().shot_range[1]
+    assert {p["correlation_px"] > 0 for p in params} == {True, False}
+    qualities = [p["jpeg_quality"] for p in params if "jpeg_quality" in p]
+    assert min(qualities) < 50 and max(qualities) > 80
+    assert 0.5 < len(qualities) / len(params) < 0.9  # dn_jpeg_prob 0.7
+    again, params_again = degrade_for_task("dn", hq, 0)
+    assert torch.equal(lq, again) and params == params_again
+
+
+def test_dn_distribution_is_configurable_from_yaml_mappings():
+    data = to_dict(DegradationConfig())
+    data["dn_noise"]["gaussian_prob"] = 1.0
+    data["dn_noise"]["gaussian_sigma_range"] = [50, 50]
+    data["dn_noise"]["correlated_prob"] = 0.0
+    data["dn_jpeg_prob"] = 0.0
+    cfg = from_dict(DegradationConfig, data)
+    assert cfg.dn_noise.gaussian_sigma_range == (50.0, 50.0)
+    hq = torch.full((4, 3, 64, 64), 0.5)
+    lq, params = degrade_for_task("dn", hq, 3, cfg)
+    assert all(p["sigma_255"] == 50.0 and "jpeg_quality" not in p for p in params)
+    assert float((lq - hq).std() * 255) == pytest.approx(50.0, rel=0.06)
+
+
+def test_new_benchmark_noise_recipes_land_where_intended():
+    hq = torch.stack([procedural_photo(i, 96, 96) for i in range(4)])
+
+    def lq_psnr(name):
+        lq, _ = run_recipe(name, hq, 0)
+        return float(10 * torch.log10(1 / ((lq - hq) ** 2).mean()))
+
+    # sigma 25/255 colour: 20.2 dB before clipping and 8-bit rounding.
+    assert lq_psnr("gaussian-25") == pytest.approx(20.2, abs=0.6)
+    assert 22.0 < lq_psnr("noise-heavy") < 28.0  # ~25 dB on val-hq crops
+    assert lq_psnr("noise-heavy") < lq_psnr("noise") - 3
+
+
+def test_degrade_cli_offers_every_recipe():
+    from unires.cli.degrade import RECIPE_NAMES
+
+    assert set(RECIPE_NAMES) == set(RECIPES)

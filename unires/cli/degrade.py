@@ -6,7 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-RECIPE_NAMES = ("sr", "motion", "oid-motion", "defocus", "noise", "realesrgan", "complex")
+RECIPE_NAMES = (
+    "sr",
+    "motion",
+    "oid-motion",
+    "defocus",
+    "noise",
+    "noise-heavy",
+    "gaussian-25",
+    "dn-mix",
+    "realesrgan",
+    "complex",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
