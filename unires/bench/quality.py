@@ -15,16 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..degrade.recipes import GAUSSIAN_SIGMAS_255
 from ..degrade.writer import write_degraded_set
 from ..metrics.fr import psnr, ssim
 from ..metrics.nr import NIQE
 from ..utils import atomic_path, atomic_write_text
 from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, format_weights
-from .peers import DENOISE_PEERS, SHARPEN_PEERS, Peer, available_peers
+from .peers import DENOISE_PEERS, FFDNET_TRUE_SIGMA, SHARPEN_PEERS, Peer, available_peers
 
 # recipe -> the one-hot task trained for it (None: complex, restored with weight sets).
+# noise: mild phone noise (LQ ~31 dB on val-hq); noise-heavy: LQ ~25 dB; gaussian-25: white
+# Gaussian sigma 25/255, colour (LQ ~20.6 dB), where FFDNet also gets the true sigma.
 RECIPE_TASKS: dict[str, str | None] = {
     "noise": "dn",
+    "noise-heavy": "dn",
+    "gaussian-25": "dn",
     "motion": "md",
     "defocus": "dd",
     "sr": "sr",
@@ -74,15 +79,25 @@ def _load(path: Path) -> torch.Tensor:
 # Which peers run on which recipe (complex: all of them).
 RECIPE_PEERS: dict[str, tuple[str, ...]] = {
     "noise": DENOISE_PEERS,
+    "noise-heavy": DENOISE_PEERS,
+    **{name: (*DENOISE_PEERS, FFDNET_TRUE_SIGMA) for name in GAUSSIAN_SIGMAS_255},
     "motion": SHARPEN_PEERS,
     "defocus": SHARPEN_PEERS,
     "sr": ("realesrgan-x4plus",),
 }
 
 
-def _peers(recipe: str, peers: dict[str, Peer]) -> dict[str, Peer]:
+def _peers(recipe: str, peers: dict[str, Peer], log) -> dict[str, Peer]:
+    """The peers that suit ``recipe``; sets of known Gaussian sigma also get FFDNet given it."""
     wanted = RECIPE_PEERS.get(recipe)
-    return {name: p for name, p in peers.items() if wanted is None or name in wanted}
+    chosen = {name: p for name, p in peers.items() if wanted is None or name in wanted}
+    sigma = GAUSSIAN_SIGMAS_255.get(recipe)
+    if sigma is not None:
+        known, missing = available_peers(1, (FFDNET_TRUE_SIGMA,), true_sigma_255=sigma)
+        for m in missing.values():
+            log(f"peer {m.name}: {m.reason}")
+        chosen.update(known)
+    return chosen
 
 
 def _niqe_or_nan(niqe: NIQE, image: torch.Tensor) -> float:
@@ -123,7 +138,7 @@ def run_quality_benchmark(
         else:
             for name, w in PAPER_SETS.items():
                 methods[f"{name} ({format_weights(w)})"] = w
-        methods.update(_peers(recipe, peers))
+        methods.update(_peers(recipe, peers, log))
         for method, how in methods.items():
             scores, ssims, niqes, secs = [], [], [], 0.0
             for lq_path in pairs:

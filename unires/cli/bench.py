@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument(
         "--recipes",
-        default="noise,motion,defocus,sr,complex",
+        default="noise,noise-heavy,gaussian-25,motion,defocus,sr,complex",
         help="comma-separated degradation recipes (default: %(default)s)",
     )
     q.add_argument("--crop", type=int, default=256, help="centre-crop side of each HQ image")
