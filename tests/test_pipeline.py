@@ -130,6 +130,21 @@ def test_model_with_mismatched_channels_is_refused():
         build_model(cfg)
 
 
+def test_folder_whose_network_does_not_fit_the_autoencoder_is_one_line(tiny_model_dir, tmp_path):
+    from unires.model.autoencoder import UniResAutoencoder
+
+    comps = load_model(tiny_model_dir)
+    comps.vae = UniResAutoencoder(
+        latent_channels=3, channels=(16, 32), encoder_blocks=(1, 1), decoder_blocks=(1, 1)
+    )
+    save_model(comps, tmp_path / "bad")
+    with pytest.raises(ModelFolderError) as e:
+        load_model(tmp_path / "bad")
+    message = str(e.value)
+    assert "\n" not in message and str(tmp_path / "bad") in message
+    assert "takes 8 channels and gives 4" in message and "latent has 3" in message
+
+
 def test_saved_model_folder_uses_safetensors(tiny_model_dir, tmp_path):
     comps = load_model(tiny_model_dir)
     save_model(comps, tmp_path / "m")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from unires.model.bundle import default_scheduler_config
+from unires.model.bundle import UniResSettings, default_scheduler_config
+from unires.model.denoiser import Denoiser
 from unires.model.unet import UNET_PRESETS, build_unet
 from unires.sampling.color import adain_color_fix, wavelet_color_fix
 from unires.sampling.ddim import (
@@ -66,11 +67,20 @@ def _inputs(k=len(TASKS), c=4, size=8, seed=0):
 SCHED = default_scheduler_config("v_prediction")
 
 
+def _denoiser(net: torch.nn.Module) -> Denoiser:
+    """The network behind the ``Denoiser`` the sampler calls (no condition statistics)."""
+    return Denoiser(net, SCHED, UniResSettings())
+
+
 @torch.no_grad()
 def test_one_hot_reproduces_single_task_sampling(unet):
     cond, emb, x = _inputs()
     mixed = sample_unires_ddim(
-        TaskMixture(unet, cond, emb, {"md": 1.0, "dn": 0.0, "br": 0.0}), x, SCHED, 4, disable=True
+        TaskMixture(_denoiser(unet), cond, emb, {"md": 1.0, "dn": 0.0, "br": 0.0}),
+        x,
+        SCHED,
+        4,
+        disable=True,
     )
 
     def single_task(z, t):  # the plain conditional model, no mixing code involved
@@ -86,7 +96,7 @@ def test_conditional_and_negative_br_is_classifier_free_guidance(unet):
     cond, emb, x = _inputs()
     s = 0.7
     t = torch.tensor(500)
-    mixed = TaskMixture(unet, cond, emb, {"md": 1 + s, "br": -s})(x, t)
+    mixed = TaskMixture(_denoiser(unet), cond, emb, {"md": 1 + s, "br": -s})(x, t)
     eps_c = unet(torch.cat([x, cond["md"]], 1), t, encoder_hidden_states=emb["md"][None]).sample
     eps_u = unet(torch.cat([x, cond["br"]], 1), t, encoder_hidden_states=emb["br"][None]).sample
     cfg = eps_u + (1 + s) * (eps_c - eps_u)  # Ho & Salimans with guidance scale 1 + s
@@ -99,8 +109,9 @@ def test_batched_and_one_by_one_predictions_agree(unet):
     t = torch.tensor(300)
     c = torch.stack([cond[k] for k in TASKS])
     e = torch.stack([emb[k] for k in TASKS])
-    batched = predict_tasks(unet, x, t, c, e)
-    single = torch.cat([predict_tasks(unet, x, t, c[i : i + 1], e[i : i + 1]) for i in range(6)])
+    den = _denoiser(unet)
+    batched = predict_tasks(den, x, t, c, e)
+    single = torch.cat([predict_tasks(den, x, t, c[i : i + 1], e[i : i + 1]) for i in range(6)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
 
 
@@ -109,7 +120,7 @@ def test_zero_weight_tasks_are_never_evaluated(unet):
     counting = CountingUNet(unet)
     cond, emb, x = _inputs()
     w = {"br": 0.0, "sr": 0.0, "md": 0.6, "dd": 0.0, "dn": -0.2, "downlq": 0.6}
-    sample_unires_ddim(TaskMixture(counting, cond, emb, w), x, SCHED, 5, disable=True)
+    sample_unires_ddim(TaskMixture(_denoiser(counting), cond, emb, w), x, SCHED, 5, disable=True)
     assert counting.calls == [3] * 5  # one call per step, batch = the 3 non-zero tasks
 
 
@@ -178,7 +189,7 @@ def test_tiled_sampling_equals_untiled_for_a_pointwise_model():
     cond, emb, x = _inputs(size=24)
     emb = {k: torch.randn(2, 8) for k in emb}
     w = {"md": 0.8, "dn": -0.2, "downlq": 0.4}
-    mix = TaskMixture(net, cond, emb, w)
+    mix = TaskMixture(_denoiser(net), cond, emb, w)
     full = sample_unires_ddim(mix, x, SCHED, 4, disable=True)
     tiled = sample_unires_ddim(TiledDenoiser(mix, 10, 4), x, SCHED, 4, disable=True)
     torch.testing.assert_close(tiled, full, atol=1e-5, rtol=1e-5)
@@ -194,7 +205,7 @@ def test_tiled_sampling_of_a_local_model_has_no_seams():
     for k in cond:
         cond[k] = (ramp[None, :] + ramp[:, None]).expand(1, 4, 48, 48).clone()
     w = {"md": 0.8, "dn": -0.2, "downlq": 0.4}
-    mix = TaskMixture(net, cond, emb, w)
+    mix = TaskMixture(_denoiser(net), cond, emb, w)
     full = mix(x, torch.tensor(400))
     tiled = TiledDenoiser(mix, 16, 8)(x, torch.tensor(400))
     err = (tiled - full).abs()
@@ -258,7 +269,7 @@ def test_pipeline_retries_sampling_with_smaller_tiles(tiny_pipe, monkeypatch):
 def test_strength_runs_the_last_fraction_from_the_noised_start(unet):
     counting = CountingUNet(unet)
     cond, emb, x = _inputs()
-    mix = TaskMixture(counting, cond, emb, {"md": 1.0})
+    mix = TaskMixture(_denoiser(counting), cond, emb, {"md": 1.0})
     start = torch.randn_like(x)
     full = sample_unires_ddim(mix, x, SCHED, 10, disable=True)
     assert len(counting.calls) == 10
@@ -268,26 +279,6 @@ def test_strength_runs_the_last_fraction_from_the_noised_start(unet):
     assert not torch.equal(part, full)
     same = sample_unires_ddim(mix, x, SCHED, 10, disable=True, strength=1.0, x0_init=start)
     assert torch.equal(same, full)  # strength 1 ignores the start: the paper's sampler
-
-
-def test_condition_input_standardises_per_channel_or_passes_through():
-    from unires.model.bundle import UniResSettings
-    from unires.sampling.conditions import condition_input
-
-    z = (
-        torch.randn(2, 3, 8, 8) * torch.tensor([5.0, 0.1, 1.0])[:, None, None]
-        + torch.tensor([3.0, -1.0, 0.0])[:, None, None]
-    )
-    plain = UniResSettings()
-    assert torch.equal(condition_input(plain, z), z)
-    stats = UniResSettings(
-        condition_mean=z.mean(dim=(0, 2, 3)).tolist(), condition_std=z.std(dim=(0, 2, 3)).tolist()
-    )
-    out = condition_input(stats, z)
-    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4
-    assert torch.allclose(out.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4)
-    with pytest.raises(ValueError):
-        UniResSettings(condition_mean=[0.0], condition_std=[0.0])
 
 
 def test_pipeline_feeds_the_unet_standardised_conditions(tiny_pipe, monkeypatch):

@@ -30,17 +30,6 @@ def _lq(h=64, w=96, seed=0):
     return torch.rand(1, 3, h, w, generator=g)
 
 
-class UNetCounter:
-    """Counts the latents that really go through the UNet (batch rows of every call)."""
-
-    def __init__(self, unet):
-        self.rows = 0
-        unet.register_forward_pre_hook(self.hook)
-
-    def hook(self, module, args):
-        self.rows += args[0].shape[0]
-
-
 def make_tasks_distinct(pipe, strength=500.0):
     """The random tiny model's tasks barely differ; add a per-task constant (from the prompt
     embedding) to its output so every weight set gives a clearly different trajectory."""
@@ -71,9 +60,9 @@ class CloseTo:
         return -((images - t) ** 2).mean(dim=(1, 2, 3))
 
 
-def test_batched_candidates_equal_one_at_a_time(tiny_pipe):
+def test_batched_candidates_equal_one_at_a_time(tiny_pipe, count_rows):
     lq = _lq(50, 70)  # padded inside, cropped back
-    counter = UNetCounter(tiny_pipe.unet)
+    counter = count_rows(tiny_pipe.unet)
     images, evaluations = restore_candidates(tiny_pipe, lq, SETS, steps=3, seed=5)
     # First step shared (once per task), then one evaluation per non-zero weight per step.
     tasks = {k for w in SETS for k in w}
@@ -85,10 +74,10 @@ def test_batched_candidates_equal_one_at_a_time(tiny_pipe):
         assert torch.allclose(image[None], one, atol=2e-5), weights
 
 
-def test_grid_search_uses_batches_and_counts(tiny_pipe, tmp_path):
+def test_grid_search_uses_batches_and_counts(tiny_pipe, tmp_path, count_rows):
     lq = _lq()
     target = tiny_pipe.restore_tensor(lq, SETS[3], steps=2, seed=0)
-    counter = UNetCounter(tiny_pipe.unet)
+    counter = count_rows(tiny_pipe.unet)
     table = tmp_path / "t.csv"
     res = grid_search(tiny_pipe, lq, SETS, CloseTo(target), steps=2, seed=0, table_path=table)
     assert weights_key(res.best_weights) == weights_key(SETS[3])
@@ -100,7 +89,9 @@ def test_grid_search_uses_batches_and_counts(tiny_pipe, tmp_path):
 
 
 @pytest.mark.parametrize(("steps", "proxy_side"), [(1, None), (3, None), (2, 32)])
-def test_fast_search_finds_known_optimum_and_counts_honestly(tiny_pipe, steps, proxy_side):
+def test_fast_search_finds_known_optimum_and_counts_honestly(
+    tiny_pipe, steps, proxy_side, count_rows
+):
     from unires.weights import search_grid
 
     lq = _lq(64, 64)
@@ -108,7 +99,7 @@ def test_fast_search_finds_known_optimum_and_counts_honestly(tiny_pipe, steps, p
     best = {"md": 0.5, "dn": 0.5}
     make_tasks_distinct(tiny_pipe)
     target = tiny_pipe.restore_tensor(lq, best, steps=steps, seed=1)
-    counter = UNetCounter(tiny_pipe.unet)
+    counter = count_rows(tiny_pipe.unet)
     seen = []
     survivors = 8 if steps == 3 else 4  # steps == 3: halved once, 8 -> 4
     res = fast_search(

@@ -24,9 +24,9 @@ from .model.autoencoder import (
     vae_latent_channels,
 )
 from .model.bundle import ModelComponents, UniResSettings, load_model, save_model
-from .model.head import unet_config
+from .model.denoiser import Denoiser
 from .sampling.color import apply_color_fix
-from .sampling.conditions import condition_input, down_up_lq
+from .sampling.conditions import down_up_lq
 from .sampling.ddim import TaskMixture, sample_unires_ddim
 from .sampling.tiling import (
     TiledDenoiser,
@@ -109,7 +109,7 @@ class PreparedImage:
     """One image ready for sampling: what all its restorations share."""
 
     lq: torch.Tensor  # 1 x 3 x H x W at the output size, unpadded: the colour-fix reference
-    cond: dict  # Condition -> the UNet's condition input (standardised latent)
+    cond: dict  # Condition -> the network's condition input (``Denoiser.condition``)
     z_lq: torch.Tensor  # the LQ latent (residual models add the sampled residual to it)
     noise: torch.Tensor  # x_T of the seed
     x0_init: torch.Tensor  # the LQ as a start point (strength < 1)
@@ -119,6 +119,8 @@ class PreparedImage:
 class UniResPipeline:
     def __init__(self, components: ModelComponents, device=None, dtype=None):
         self.unet = components.unet
+        # The one object that calls the network and knows what it predicts.
+        self.denoiser = Denoiser(components.unet, components.scheduler_config, components.settings)
         self.vae = components.vae
         self.prompt_encoder = components.prompt_encoder
         self.scheduler_config = dict(components.scheduler_config)
@@ -170,8 +172,8 @@ class UniResPipeline:
 
     @property
     def pad_multiple(self) -> int:
-        """Pixels per latent, times the UNet's total downsampling."""
-        return self.vae_factor * 2 ** (len(unet_config(self.unet).block_out_channels) - 1)
+        """Pixels per latent, times the network's total downsampling."""
+        return self.vae_factor * self.denoiser.downsample_factor
 
     def prompt_embedding(self, code: str) -> torch.Tensor:
         """(L, D) embedding of a task's prompt; computed once per pipeline."""
@@ -226,14 +228,8 @@ class UniResPipeline:
         return (out.float() + 1) / 2
 
     def _bytes_per_latent_pixel(self) -> float:
-        """Rough activation memory of one UNet call per latent pixel and batch element."""
-        cfg = unet_config(self.unet)
-        per = sum(
-            c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
-        )
-        head = getattr(self.unet, "head", None)
-        if head is not None:  # full-resolution features, two alive at a time
-            per += 2 * head.conv_in.out_channels
+        """Rough activation memory of one network call per latent pixel and batch element."""
+        per = self.denoiser.activation_channels()
         return per * torch.finfo(self.dtype).bits / 8 * 2
 
     def _latent_tile(self, n_tasks: int, tiles: TileSettings, shape) -> int:
@@ -245,7 +241,6 @@ class UniResPipeline:
         return min(tile, max(align, tiles.max_latent_tile // align * align))
 
     # ---- restoration --------------------------------------------------------------------
-    @torch.no_grad()
     @torch.no_grad()
     def prepare(
         self,
@@ -281,23 +276,19 @@ class UniResPipeline:
         z_lq = latents[Condition.LQ]
         gen = torch.Generator("cpu").manual_seed(int(seed))
         noise = torch.randn(z_lq.shape, generator=gen, dtype=torch.float32).to(self.device)
-        residual = self.settings.diffusion_target == "residual"
         return PreparedImage(
             lq=lq,
-            cond={c: condition_input(self.settings, z) for c, z in latents.items()},
+            cond={c: self.denoiser.condition(z) for c, z in latents.items()},
             z_lq=z_lq,
             noise=noise,
             # The LQ as a starting point (strength < 1): residual 0, or the LQ latent itself.
-            x0_init=torch.zeros_like(z_lq) if residual else z_lq,
+            x0_init=self.denoiser.unchanged(z_lq),
             generator=gen,
         )
 
     def finish(self, prepared: PreparedImage, x0: torch.Tensor, tiles, color_fix) -> torch.Tensor:
         """Sampled x0 -> image: add z_LQ back (residual models), decode, crop, colour fix."""
-        if self.settings.diffusion_target == "residual":
-            z0 = prepared.z_lq + x0 / self.settings.residual_scale
-        else:
-            z0 = x0
+        z0 = self.denoiser.from_diffused(x0, prepared.z_lq)
         h, w = prepared.lq.shape[-2:]
         out = self.decode(z0, tiles or TileSettings())[..., :h, :w]
         out = apply_color_fix(out, prepared.lq.to(out).expand_as(out), color_fix)
@@ -337,7 +328,7 @@ class UniResPipeline:
         z_lq = prep.z_lq
         per_task = {k: prep.cond[get_task(k).condition] for k in active}
         embeds = {k: self.prompt_embedding(k) for k in active}
-        mixture = TaskMixture(self.unet, per_task, embeds, active)
+        mixture = TaskMixture(self.denoiser, per_task, embeds, active)
         align = self.pad_multiple // self.vae_factor
 
         def sample(latent_tile: int) -> torch.Tensor:

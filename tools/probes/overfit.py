@@ -4,7 +4,8 @@ Usage: python tools/probes/overfit.py [CONFIG [LR [CLIP [nohead]]]]   (defaults
 configs/embedded.yaml, 3e-4, 1.0). The model is the config's (with its `model.head`, the
 normalisation-free head of unires/model/head.py, if it sets one); "nohead" drops the head to
 reproduce the plain UNet's collapse.
-Prints the per-sample relative loss |pred - x0|^2 / |x0|^2 every 25 steps (1.0 = predicting 0).
+Prints the per-sample relative loss |pred - x0|^2 / |x0|^2 every 25 steps (1.0 = predicting 0),
+pred being the Denoiser's x0 estimate at t = T.
 """
 
 import sys
@@ -14,7 +15,7 @@ import torch
 
 from unires.config import load_yaml
 from unires.model.autoencoder import encode_latents
-from unires.sampling.conditions import condition_input
+from unires.model.denoiser import Denoiser
 from unires.train.diffusion import (
     TrainConfig,
     _initial_components,
@@ -33,13 +34,14 @@ stats = estimate_latent_statistics(c.vae, ds, n=16)
 c.settings.residual_scale = stats["residual_scale"]
 c.settings.condition_mean = stats["condition_mean"]
 c.settings.condition_std = stats["condition_std"]
+denoiser = Denoiser(c.unet, c.scheduler_config, c.settings)
 items = [ds[i] for i in range(8)]
 hq = torch.stack([it["hq"] for it in items]) * 2 - 1
 lq = torch.stack([it["lq"] for it in items]) * 2 - 1
 zl = encode_latents(c.vae, lq)
 zh = encode_latents(c.vae, hq)
-r = (zh - zl) * c.settings.residual_scale
-cond = condition_input(c.settings, zl)
+r = denoiser.to_diffused(zh, zl)
+cond = denoiser.condition(zl)
 params = list(c.unet.parameters()) + list(c.prompt_encoder.parameters())
 lr = float(sys.argv[2]) if len(sys.argv) > 2 else 3e-4
 clip = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
@@ -49,11 +51,8 @@ g = torch.Generator().manual_seed(0)
 t0 = time.time()
 for step in range(151):
     x = torch.randn(r.shape, generator=g)
-    inputs = torch.cat([x, cond], 1)
-    out = c.unet(
-        inputs, torch.full((8,), 999), encoder_hidden_states=c.prompt_encoder.encode(prompts)
-    ).sample
-    pred = -out  # v = -x0 at the zero-SNR terminal step
+    t = torch.full((8,), denoiser.num_train_timesteps - 1)
+    pred = denoiser.predict_x0(x, t, cond, c.prompt_encoder.encode(prompts))
     per = ((pred - r) ** 2).flatten(1).mean(1) / r.pow(2).flatten(1).mean(1)
     loss = per.mean()
     opt.zero_grad()

@@ -11,7 +11,7 @@ import torch
 from unires.config import load_yaml
 from unires.model.autoencoder import encode_latents
 from unires.model.bundle import load_model
-from unires.sampling.conditions import condition_input
+from unires.model.denoiser import Denoiser
 from unires.train.diffusion import TrainConfig, build_train_dataset
 
 torch.set_num_threads(1)
@@ -20,19 +20,17 @@ ds = build_train_dataset(cfg)
 items = [ds[100000 + i] for i in range(48)]
 for path in sys.argv[2:]:
     c = load_model(path, dtype=torch.float32)
+    denoiser = Denoiser(c.unet, c.scheduler_config, c.settings)
     with torch.no_grad():
         hq = torch.stack([it["hq"] for it in items]) * 2 - 1
         lq = torch.stack([it["lq"] for it in items]) * 2 - 1
         zl = encode_latents(c.vae, lq)
         zh = encode_latents(c.vae, hq)
-        r = (zh - zl) * c.settings.residual_scale
+        r = denoiser.to_diffused(zh, zl)
         ctx = c.prompt_encoder.encode([it["prompt"] for it in items])
         x = torch.randn(r.shape, generator=torch.Generator().manual_seed(0))
-        pred = -c.unet(
-            torch.cat([x, condition_input(c.settings, zl)], 1),
-            torch.full((48,), 999),
-            encoder_hidden_states=ctx,
-        ).sample
+        t = torch.full((48,), denoiser.num_train_timesteps - 1)
+        pred = denoiser.predict_x0(x, t, denoiser.condition(zl), ctx)
         rel = ((pred - r) ** 2).flatten(1).mean(1) / r.pow(2).flatten(1).mean(1)
     by = {}
     for it, v in zip(items, rel.tolist(), strict=True):

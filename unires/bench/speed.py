@@ -1,8 +1,8 @@
-"""Sampler speed: batched task evaluation (one UNet call per step) vs one call per task.
+"""Sampler speed: batched task evaluation (one network call per step) vs one call per task.
 
 Times the DDIM loop of ``sample_unires_ddim`` with ``TaskMixture`` on random latents, for a
-UNet preset (random weights are fine for timing) or a saved model's UNet. Figures are
-seconds per image per weight set, over ``steps`` DDIM steps.
+UNet preset (random weights are fine for timing) or a saved model's ``Denoiser`` (any
+backbone). Figures are seconds per image per weight set, over ``steps`` DDIM steps.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..model.head import unet_config
+from ..model.bundle import UniResSettings, default_scheduler_config
+from ..model.denoiser import Denoiser, network_channels, network_context_dim
 from ..model.unet import UNET_PRESETS, build_unet, count_parameters
 from ..sampling.ddim import TaskMixture, combine_task_predictions, predict_tasks, sample_unires_ddim
 from ..tasks import PAPER_GRID_TASKS
@@ -39,7 +40,7 @@ class SpeedResult:
 
 
 class OneByOne:
-    """The naive alternative: one UNet call per task per step (same Eq. 2 result)."""
+    """The naive alternative: one network call per task per step (same Eq. 2 result)."""
 
     def __init__(self, mixture: TaskMixture):
         self.m = mixture
@@ -47,7 +48,9 @@ class OneByOne:
     def __call__(self, z_t, t):
         preds = torch.cat(
             [
-                predict_tasks(self.m.unet, z_t, t, self.m.cond[i : i + 1], self.m.embeds[i : i + 1])
+                predict_tasks(
+                    self.m.denoiser, z_t, t, self.m.cond[i : i + 1], self.m.embeds[i : i + 1]
+                )
                 for i in range(len(self.m.tasks))
             ]
         )
@@ -76,17 +79,19 @@ def run_speed_benchmark(
     dtype: str = "fp32",
     vae_factor: int = 8,
     prompt_tokens: int | None = None,
-    unet=None,
+    denoiser: Denoiser | None = None,
 ) -> SpeedResult:
-    """Time ``timed_steps`` steps (default: all) and scale to ``steps``."""
+    """Time ``timed_steps`` steps (default: all) and scale to ``steps``. ``denoiser``: a
+    model's (``UniResPipeline.denoiser``); default: a fresh UNet of preset ``model``."""
     dev = torch.device(device)
     dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    if unet is None:
-        unet = build_unet(UNET_PRESETS[model])
-    unet = torch.nn.Module.to(unet.eval(), dev, dt)
-    c = unet_config(unet).out_channels
+    if denoiser is None:
+        net = build_unet(UNET_PRESETS[model])
+        denoiser = Denoiser(net, default_scheduler_config(), UniResSettings())
+    net = torch.nn.Module.to(denoiser.net.eval(), dev, dt)
+    c = network_channels(net)[1]
     size = image_size // vae_factor
-    cfg_dim = unet_config(unet).cross_attention_dim
+    cfg_dim = network_context_dim(net)
     tokens = prompt_tokens or (77 if cfg_dim >= 768 else 4)
     gen = torch.Generator("cpu").manual_seed(0)
     codes = PAPER_GRID_TASKS[:tasks] if tasks <= len(PAPER_GRID_TASKS) else None
@@ -95,7 +100,7 @@ def run_speed_benchmark(
     cond = {k: torch.randn(1, c, size, size, generator=gen).to(dev) for k in codes}
     emb = {k: torch.randn(tokens, cfg_dim, generator=gen).to(dev, dt) for k in codes}
     weights = {k: 1.0 / len(codes) for k in codes}
-    mixture = TaskMixture(unet, cond, emb, weights)
+    mixture = TaskMixture(denoiser, cond, emb, weights)
     x = torch.randn(1, c, size, size, generator=gen).to(dev)
     sched = {
         "num_train_timesteps": 1000,
@@ -125,7 +130,7 @@ def run_speed_benchmark(
     single = timed(OneByOne(mixture))
     return SpeedResult(
         model=model,
-        parameters_m=round(count_parameters(unet) / 1e6, 2),
+        parameters_m=round(count_parameters(net) / 1e6, 2),
         device=device_name(dev),
         dtype=dtype,
         image_size=image_size,

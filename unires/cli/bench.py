@@ -80,7 +80,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from ..utils import atomic_write_text
     from . import UsageError
 
-    unet = None
+    denoiser = None
     vae_factor = 8
     if args.model not in UNET_PRESETS:
         if not Path(args.model).is_dir():
@@ -88,7 +88,7 @@ def run_speed(args: argparse.Namespace) -> int:
         from ..pipeline import UniResPipeline
 
         pipe = UniResPipeline.from_pretrained(args.model)
-        unet, vae_factor = pipe.unet, pipe.vae_factor
+        denoiser, vae_factor = pipe.denoiser, pipe.vae_factor
     r = run_speed_benchmark(
         model=args.model,
         image_size=args.size,
@@ -98,7 +98,7 @@ def run_speed(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         vae_factor=vae_factor,
-        unet=unet,
+        denoiser=denoiser,
     )
     print(format_result(r))
     if args.json:

@@ -1,8 +1,9 @@
 """Saving and loading a UniRes model as a diffusers-style folder.
 
     model_index.json        component -> [library, class], plus a "unires" settings block
-    unet/                   UNet2DConditionModel, or UNetWithHead (the same plus a
-                            normalisation-free conv head; model/head.py)
+    unet/                   the denoiser network: UNet2DConditionModel (SD-class models),
+                            UNetWithHead (the same plus a normalisation-free conv head;
+                            model/head.py) or ConditionalNAFNet (small models; model/nafnet.py)
     vae/                    UniResAutoencoder, SpaceToDepthAutoencoder, AutoencoderKL or
                             AutoencoderTiny
     prompt_encoder/         TaskPromptTable               (small models), or
@@ -33,8 +34,10 @@ from diffusers.utils import is_accelerate_available
 from .. import __version__
 from ..config import from_dict, to_dict
 from ..utils import atomic_write_text
-from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
+from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder, vae_latent_channels
+from .denoiser import network_channels
 from .head import UNetWithHead
+from .nafnet import ConditionalNAFNet
 from .prompt import CLIPPromptEncoder, TaskPromptTable
 
 DIFFUSION_TARGETS = ("latent", "residual")
@@ -54,7 +57,7 @@ class UniResSettings:
     default_weights: dict[str, float] = field(default_factory=lambda: {"dn": -0.2, "downlq": 1.2})
     description: str = ""
     # Per-channel standardisation of the condition latents before they enter the UNet
-    # (sampling.conditions.condition_input). An autoencoder whose channels differ 100x in
+    # (model.denoiser.Denoiser.condition). An autoencoder whose channels differ 100x in
     # scale (a PCA-initialised one) otherwise hides the detail channels from the UNet's
     # first convolution. `normalize_condition: true` asks the trainer to estimate the
     # statistics; empty lists mean no standardisation.
@@ -79,7 +82,7 @@ class ModelFolderError(ValueError):
 
 @dataclass
 class ModelComponents:
-    unet: UNet2DConditionModel | UNetWithHead
+    unet: UNet2DConditionModel | UNetWithHead | ConditionalNAFNet
     vae: Any
     prompt_encoder: Any
     scheduler_config: dict
@@ -89,6 +92,7 @@ class ModelComponents:
 _LOADERS = {
     ("diffusers", "UNet2DConditionModel"): UNet2DConditionModel,
     ("unires", "UNetWithHead"): UNetWithHead,
+    ("unires", "ConditionalNAFNet"): ConditionalNAFNet,
     ("diffusers", "AutoencoderKL"): AutoencoderKL,
     ("diffusers", "AutoencoderTiny"): AutoencoderTiny,
     ("unires", "UniResAutoencoder"): UniResAutoencoder,
@@ -173,6 +177,14 @@ def load_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModelCom
         prompt_encoder = CLIPPromptEncoder.from_pretrained(folder, torch_dtype=dtype)
     else:
         raise ModelFolderError(f"{folder}: no prompt_encoder or text_encoder component")
+    latent = vae_latent_channels(vae)
+    net_in, net_out = network_channels(unet)
+    if (net_in, net_out) != (2 * latent, latent):
+        raise ModelFolderError(
+            f"{folder}: the unet takes {net_in} channels and gives {net_out}, but the vae's "
+            f"latent has {latent}: a UniRes network needs {2 * latent} in "
+            f"([z_t, condition]) and {latent} out"
+        )
     scheduler_config = dict(DDIMScheduler.load_config(folder / "scheduler"))
     settings = from_dict(UniResSettings, index.get("unires", {}), where=str(index_path))
     return ModelComponents(unet, vae, prompt_encoder, scheduler_config, settings)

@@ -8,6 +8,7 @@ from ..tasks import TRAINING_PROMPTS
 from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
 from .bundle import ModelComponents, UniResSettings, default_scheduler_config
 from .head import UNetWithHead
+from .nafnet import ConditionalNAFNet
 from .prompt import TaskPromptTable
 from .unet import UNET_PRESETS, UNetConfig, build_unet
 
@@ -32,10 +33,31 @@ class HeadConfig:
 
 
 @dataclass
+class NAFNetConfig:
+    """The restoration backbone for small models (model/nafnet.py, ``ConditionalNAFNet``)."""
+
+    width: int = 32
+    encoder_blocks: tuple[int, ...] = (1, 1, 2)
+    middle_blocks: int = 2
+    decoder_blocks: tuple[int, ...] = (1, 1, 1)
+    embed_dim: int = 128
+
+
+BACKBONES = ("unet", "nafnet")
+
+
+@dataclass
 class ModelConfig:
+    """A fresh model. ``backbone`` picks the network: "unet" (diffusers'
+    ``UNet2DConditionModel``, optionally with ``head``; SD-class models) or "nafnet" (the
+    restoration backbone for small models, configured by ``nafnet``); ``unet`` also gives
+    the latent channels and the prompt embedding width for either."""
+
     unet: UNetConfig = field(default_factory=lambda: UNET_PRESETS["embedded"])
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     head: HeadConfig | None = None  # None: the plain UNet (the paper's model)
+    backbone: str = "unet"
+    nafnet: NAFNetConfig = field(default_factory=NAFNetConfig)
     prompt_tokens: int = 4
     prediction_type: str = "v_prediction"
     settings: UniResSettings = field(default_factory=UniResSettings)
@@ -58,9 +80,24 @@ def build_model(cfg: ModelConfig, vae=None) -> ModelComponents:
             f"autoencoder has {vae.latent_channels} latent channels, "
             f"UNet expects {cfg.unet.latent_channels}"
         )
-    unet = build_unet(cfg.unet)
-    if cfg.head is not None:
-        unet = UNetWithHead.around(unet, cfg.head.channels, cfg.head.layers)
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"model.backbone must be one of {BACKBONES}, got {cfg.backbone!r}")
+    if cfg.backbone == "nafnet":
+        n = cfg.nafnet
+        unet = ConditionalNAFNet(
+            in_channels=2 * cfg.unet.latent_channels,
+            out_channels=cfg.unet.latent_channels,
+            width=n.width,
+            encoder_blocks=tuple(n.encoder_blocks),
+            middle_blocks=n.middle_blocks,
+            decoder_blocks=tuple(n.decoder_blocks),
+            context_dim=cfg.unet.cross_attention_dim,
+            embed_dim=n.embed_dim,
+        )
+    else:
+        unet = build_unet(cfg.unet)
+        if cfg.head is not None:
+            unet = UNetWithHead.around(unet, cfg.head.channels, cfg.head.layers)
     prompts = TaskPromptTable(
         prompts=list(TRAINING_PROMPTS),
         embed_dim=cfg.unet.cross_attention_dim,

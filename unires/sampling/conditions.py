@@ -24,13 +24,3 @@ def down_up_lq(lq: torch.Tensor, factor: int = 4) -> torch.Tensor:
         align_corners=False,
     )
     return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
-
-
-def condition_input(settings, z: torch.Tensor) -> torch.Tensor:
-    """A condition latent as the UNet sees it: standardised per channel when the model
-    carries statistics (``UniResSettings.condition_mean/std``), unchanged otherwise."""
-    if not settings.condition_mean:
-        return z
-    mean = torch.tensor(settings.condition_mean, dtype=z.dtype, device=z.device)
-    std = torch.tensor(settings.condition_std, dtype=z.dtype, device=z.device)
-    return (z - mean[:, None, None]) / std[:, None, None]

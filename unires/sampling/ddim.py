@@ -1,42 +1,47 @@
 """The UniRes DDIM loop: task predictions mixed by Eq. 2 at every step.
 
 ``TaskMixture`` is the model wrapper (as k-diffusion's CFG denoisers): it evaluates every
-task with a non-zero weight in ONE batched UNet call and mixes the outputs with Eq. 2.
-``sample_unires_ddim`` is the sampler: a plain loop over DDIM steps with no hidden state.
+task with a non-zero weight in ONE batched call of the ``Denoiser`` (model/denoiser.py) and
+mixes the outputs with Eq. 2. ``sample_unires_ddim`` is the sampler: a plain loop over DDIM
+steps with no hidden state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from ..model.denoiser import Denoiser
+
+# What the sampler calls: (x_t (B, C, h, w), t) -> the mixed model output (B, C, h, w).
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def predict_tasks(
-    unet: torch.nn.Module,
+    denoiser: Denoiser,
     z_t: torch.Tensor,
     t: torch.Tensor,
     cond_latents: torch.Tensor,
     prompt_embeds: torch.Tensor,
 ) -> torch.Tensor:
-    """All task predictions in one UNet call.
+    """All task predictions in one network call.
 
-    z_t: (B, C, h, w) noisy latent; cond_latents: (K, B, C, h, w), the condition latent of
-    each of K tasks; prompt_embeds: (K, L, D). Returns (K, B, C, h, w) model outputs
-    (eps or v, as the model was trained): eps_theta(z_t, z_cond_k, s_k).
+    z_t: (B, C, h, w) noisy latent; cond_latents: (K, B, C, h, w), the condition input
+    (``denoiser.condition`` applied) of each of K tasks; prompt_embeds: (K, L, D). Returns
+    (K, B, C, h, w) float32 model outputs in the denoiser's prediction type (eps, v or x0):
+    eps_theta(z_t, z_cond_k, s_k).
     """
     k, b = cond_latents.shape[:2]
-    dtype = next(unet.parameters()).dtype
-    x = torch.cat([z_t.unsqueeze(0).expand(k, *z_t.shape), cond_latents], dim=2)
-    x = x.reshape(k * b, -1, *z_t.shape[-2:]).to(dtype)
+    x = z_t.unsqueeze(0).expand(k, *z_t.shape).reshape(k * b, *z_t.shape[1:])
+    cond = cond_latents.reshape(k * b, *cond_latents.shape[2:])
     ctx = prompt_embeds.unsqueeze(1).expand(k, b, *prompt_embeds.shape[1:])
-    ctx = ctx.reshape(k * b, *prompt_embeds.shape[1:]).to(dtype)
-    out = unet(x, t, encoder_hidden_states=ctx).sample
-    return out.reshape(k, b, *out.shape[1:]).float()
+    out = denoiser(x, t, cond, ctx.reshape(k * b, *prompt_embeds.shape[1:]))
+    return out.reshape(k, b, *out.shape[1:])
 
 
 def combine_task_predictions(predictions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -50,21 +55,22 @@ def combine_task_predictions(predictions: torch.Tensor, weights: torch.Tensor) -
 
 
 class TaskMixture:
-    """Denoiser ``(z_t, t) -> mixed model output`` over the tasks with non-zero weight.
+    """Model ``(z_t, t) -> mixed model output`` over the tasks with non-zero weight.
 
-    cond_latents / prompt_embeds map task code -> (B, C, h, w) / (L, D). Tasks whose weight
+    cond_latents / prompt_embeds map task code -> (B, C, h, w) condition input (already
+    through ``denoiser.condition``) / (L, D) prompt embedding. Tasks whose weight
     is zero are dropped here and never evaluated. ``tiler`` (optional) splits the latent
     into overlapping tiles and blends the mixed outputs (see ``tiling.TiledDenoiser``).
     """
 
     def __init__(
         self,
-        unet: torch.nn.Module,
+        denoiser: Denoiser,
         cond_latents: Mapping[str, torch.Tensor],
         prompt_embeds: Mapping[str, torch.Tensor],
         weights: Mapping[str, float],
     ):
-        self.unet = unet
+        self.denoiser = denoiser
         self.tasks = [k for k, w in weights.items() if w != 0.0]
         if not self.tasks:
             raise ValueError("all task weights are zero")
@@ -73,7 +79,7 @@ class TaskMixture:
         self.weights = torch.tensor([float(weights[k]) for k in self.tasks], dtype=torch.float64)
 
     def predict(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        preds = predict_tasks(self.unet, z_t, t, cond, self.embeds)
+        preds = predict_tasks(self.denoiser, z_t, t, cond, self.embeds)
         return combine_task_predictions(preds, self.weights.float())
 
     def __call__(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -98,7 +104,7 @@ def strength_timesteps(scheduler: DDIMScheduler, strength: float) -> torch.Tenso
 
 @torch.no_grad()
 def sample_unires_ddim(
-    model: Denoiser,
+    model: Model,
     x: torch.Tensor,
     scheduler_config: Mapping,
     steps: int,

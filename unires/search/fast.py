@@ -76,12 +76,13 @@ def shared_trajectory_predictions(sampler: CandidateSampler) -> list[torch.Tenso
     mean weights: K evaluations per step. Step 0 is exact for every candidate (all start
     at x_T); later steps stand in for each candidate's own latent, which is near the mean's.
     """
+    mixture = sampler.mixture
     anchor = sampler.weights.mean(dim=0).float()  # sums to 1 like every row
-    preds = [sampler.first_predictions()]
+    preds = [mixture.first_predictions()]
     z = sampler.start
     for i in range(1, len(sampler.timesteps)):
         z, _ = sampler.step(combine_task_predictions(preds[-1], anchor), i - 1, z)
-        preds.append(sampler.shared_predictions(z, sampler.timesteps[i]))
+        preds.append(mixture.shared_predictions(z, sampler.timesteps[i]))
     return preds
 
 
@@ -115,7 +116,7 @@ def fast_search(
     q_lq = _scores(metric, lq_at_output_size(lq, scale))[0]
     prepared = pipe.prepare(lq, seed=seed, scale=scale, downlq_factor=downlq_factor, tiles=tiles)
     sampler = CandidateSampler(pipe, prepared, omega, steps, strength=strength)
-    n_steps = len(sampler.timesteps)
+    mixture, n_steps = sampler.mixture, len(sampler.timesteps)
 
     def decode(target: PreparedImage, latents: torch.Tensor) -> torch.Tensor:
         return decode_candidates(pipe, target, latents, color_fix=color_fix, tiles=tiles)
@@ -129,18 +130,17 @@ def fast_search(
         rows = list(range(s, min(len(omega), s + PROXY_CHUNK)))
         z = sampler.start
         for i, preds in enumerate(shared):
-            z, _ = sampler.step(sampler.mix(preds, rows), i, z)
+            z, _ = sampler.step(mixture.mix(preds, rows), i, z)
         proxy += _scores(metric, decode(proxy_target, z[..., box[0], box[1]]))
         report(0.8 * len(proxy) / len(omega), f"proxy {len(proxy)}/{len(omega)}")
 
     # Stage 2: successive halving on the survivors' own trajectories.
     alive = _top(proxy, max(1, survivors))
-    z, _ = sampler.step(sampler.mix(shared[0], alive), 0, sampler.start)
+    z = sampler.start  # the shared first step: the mixture reuses its predictions
+    z, _ = sampler.step(mixture(z, sampler.timesteps[0], alive), 0, z)
     rungs = _rung_steps(n_steps, len(alive))
     for i in range(1, n_steps):
-        z, x0 = sampler.step(
-            sampler.mix(sampler.candidate_predictions(z, sampler.timesteps[i], alive), alive), i, z
-        )
+        z, x0 = sampler.step(mixture(z, sampler.timesteps[i], alive), i, z)
         if i in rungs and i < n_steps - 1 and len(alive) > 2:
             keep = _top(_scores(metric, decode(prepared, x0)), max(2, len(alive) // 2))
             alive, z = [alive[k] for k in keep], z[keep]

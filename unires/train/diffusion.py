@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import to_dict
@@ -34,10 +33,9 @@ from ..data.loader import collate, worker_init
 from ..degrade.recipes import DegradationConfig
 from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
+from ..model.denoiser import Denoiser
 from ..model.factory import ModelConfig, build_model
 from ..model.prompt import TaskPromptTable
-from ..sampling.conditions import condition_input
-from ..sampling.ddim import make_scheduler
 from ..tasks import TRAINING_TASK_PROBS
 from ..utils import atomic_write_text
 from .ema import EMA
@@ -212,7 +210,7 @@ def _initial_components(cfg: TrainConfig) -> ModelComponents:
 def estimate_latent_statistics(vae, dataset, n: int = 32) -> dict:
     """From n training samples: ``residual_scale`` = 1 / std of (z_HQ - z_LQ), which makes
     the diffused residual roughly unit-variance, and the per-channel mean / std of z_LQ
-    used to standardise the UNet's condition input."""
+    used to standardise the network's condition input (``Denoiser.condition``)."""
     items = [dataset[i] for i in range(n)]
     hq = torch.stack([it["hq"] for it in items])
     lq = torch.stack([it["lq"] for it in items])
@@ -225,57 +223,25 @@ def estimate_latent_statistics(vae, dataset, n: int = 32) -> dict:
     }
 
 
-def diffusion_target(settings, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
-    """The diffused variable x0: the clean latent (paper) or the scaled residual."""
-    if settings.diffusion_target == "residual":
-        return (z_hq - z_lq) * settings.residual_scale
-    return z_hq
-
-
-def weighted_mse(pred, target, x0, t, scheduler, weighting: str) -> torch.Tensor:
-    per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-    if weighting == "none":
-        return per_sample.mean()
-    if weighting != "target_energy":
-        raise ValueError(f"unknown loss_weighting {weighting!r} (none, target_energy)")
-    # E[target^2 | x0] for the parameterisation in use; v = alpha eps - sigma x0.
-    acp = scheduler.alphas_cumprod.to(x0.device)[t]
-    energy = x0.detach().float().pow(2).flatten(1).mean(1)
-    kind = scheduler.config.prediction_type
-    if kind == "v_prediction":
-        expected = acp + (1 - acp) * energy
-    elif kind == "epsilon":
-        expected = torch.ones_like(energy)
-    else:
-        expected = energy
-    return (per_sample / expected.clamp_min(1e-2)).mean()
-
-
 @torch.no_grad()
 def validation_loss(comps: ModelComponents, batch: dict, n_timesteps: int = 8) -> float:
     """The training loss on a fixed batch, fixed noise and a fixed grid of timesteps (no
-    condition dropout): a deterministic figure to compare models or checkpoints."""
-    sched = make_scheduler(comps.scheduler_config, 10)
+    condition dropout, no weighting): a deterministic figure to compare models or checkpoints.
+
+    batch: "hq" / "lq" (B, 3, H, W) in [0, 1] and "prompt" (B strings)."""
+    denoiser = Denoiser(comps.unet, comps.scheduler_config, comps.settings)
     device = next(comps.unet.parameters()).device
     z_hq = encode_latents(comps.vae, batch["hq"].to(device) * 2 - 1)
     z_lq = encode_latents(comps.vae, batch["lq"].to(device) * 2 - 1)
-    x0 = diffusion_target(comps.settings, z_hq, z_lq)
+    x0 = denoiser.to_diffused(z_hq, z_lq)
+    cond = denoiser.condition(z_lq)
     ctx = comps.prompt_encoder.encode(list(batch["prompt"]))
     gen = torch.Generator().manual_seed(1234)
     losses = []
-    for t_val in torch.linspace(20, sched.config.num_train_timesteps - 20, n_timesteps):
+    for t_val in torch.linspace(20, denoiser.num_train_timesteps - 20, n_timesteps):
         t = torch.full((x0.shape[0],), int(t_val), device=device)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
-        x_t = sched.add_noise(x0, noise, t)
-        if sched.config.prediction_type == "v_prediction":
-            target = sched.get_velocity(x0, noise, t)
-        elif sched.config.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = x0
-        cond = condition_input(comps.settings, z_lq)
-        pred = comps.unet(torch.cat([x_t, cond], 1), t, encoder_hidden_states=ctx).sample
-        losses.append(F.mse_loss(pred.float(), target.float()).item())
+        losses.append(denoiser.loss(x0, cond, ctx, t, noise).mean().item())
     return float(sum(losses) / len(losses))
 
 
@@ -396,9 +362,9 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     if log_with:
         accelerator.init_trackers("unires", config={"steps": cfg.steps, "lr": cfg.optim.lr})
 
-    noise_scheduler = make_scheduler(comps.scheduler_config, 10)
-    num_train_timesteps = noise_scheduler.config.num_train_timesteps
-    prediction_type = noise_scheduler.config.prediction_type
+    # The accelerate-prepared network (DDP when distributed) behind the one Denoiser.
+    denoiser = Denoiser(unet, comps.scheduler_config, settings)
+    num_train_timesteps = denoiser.num_train_timesteps
     val_batch = build_val_batch(cfg) if accelerator.is_main_process else None
     prompt_cache: dict[str, torch.Tensor] = {}
 
@@ -460,7 +426,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
                 with torch.no_grad():
                     z_hq = encode_latents(vae, hq * 2 - 1)
                     z_lq = encode_latents(vae, lq * 2 - 1)
-                x0 = diffusion_target(settings, z_hq, z_lq)
+                x0 = denoiser.to_diffused(z_hq, z_lq)
                 b = x0.shape[0]
                 noise = torch.randn(x0.shape, generator=gen).to(x0)
                 t = torch.randint(0, num_train_timesteps, (b,), generator=gen)
@@ -468,22 +434,14 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
                     terminal = torch.rand(b, generator=gen) < cfg.terminal_t_prob
                     t = torch.where(terminal, num_train_timesteps - 1, t)
                 t = t.to(x0.device)
-                x_t = noise_scheduler.add_noise(x0, noise, t)
-                if prediction_type == "v_prediction":
-                    target = noise_scheduler.get_velocity(x0, noise, t)
-                elif prediction_type == "epsilon":
-                    target = noise
-                else:
-                    target = x0
                 # Independent draws: image condition and text condition (paper Sec. 3.2).
                 drop_image = (torch.rand(b, generator=gen) < cfg.image_drop).to(x0.device)
                 drop_text = (torch.rand(b, generator=gen) < cfg.text_drop).tolist()
-                cond = condition_input(settings, z_lq)
+                cond = denoiser.condition(z_lq)
                 cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond), cond)
                 prompts = ["" if d else p for p, d in zip(batch["prompt"], drop_text, strict=True)]
                 ctx = embed(prompts)
-                pred = unet(torch.cat([x_t, cond], dim=1), t, encoder_hidden_states=ctx).sample
-                loss = weighted_mse(pred, target, x0, t, noise_scheduler, cfg.loss_weighting)
+                loss = denoiser.loss(x0, cond, ctx, t, noise, cfg.loss_weighting).mean()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(params, cfg.optim.grad_clip)

@@ -1,0 +1,128 @@
+"""The ConditionalNAFNet backbone behind everything above model/: the model folder, restore,
+tiling, ``--auto fast``, the web app and ``unires bench speed``, unchanged (tiny model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unires.model.nafnet import ConditionalNAFNet
+from unires.pipeline import TileSettings, UniResPipeline
+
+W = {"md": 0.6, "dn": -0.2, "downlq": 0.6}
+
+
+def _lq(h=64, w=64, seed=0):
+    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_folder_holds_the_backbone_and_round_trips(tiny_nafnet_pipe, tiny_nafnet_dir, tmp_path):
+    index = json.loads((tiny_nafnet_dir / "model_index.json").read_text())
+    assert index["unet"] == ["unires", "ConditionalNAFNet"]
+    pipe = tiny_nafnet_pipe
+    assert isinstance(pipe.unet, ConditionalNAFNet)
+    assert pipe.pad_multiple == pipe.vae_factor * 4  # two NAFNet levels
+    lq = _lq(50, 70)  # padded to the multiple inside, cropped back
+    out = pipe.restore_tensor(lq, W, steps=3, seed=2)
+    assert out.shape == lq.shape and torch.isfinite(out).all()
+    pipe.save_pretrained(tmp_path / "again")
+    again = UniResPipeline.from_pretrained(tmp_path / "again", device="cpu", dtype="fp32")
+    assert torch.equal(again.restore_tensor(lq, W, steps=3, seed=2), out)
+    # The tasks are told apart (the prompt reaches every block).
+    assert not torch.equal(pipe.restore_tensor(lq, {"sr": 1.0}, steps=3, seed=2), out)
+
+
+def test_x4_and_strength(tiny_nafnet_pipe):
+    lq = _lq(16, 24)
+    assert tiny_nafnet_pipe.restore_tensor(lq, W, steps=2, scale=4).shape == (1, 3, 64, 96)
+    part = tiny_nafnet_pipe.restore_tensor(_lq(), W, steps=4, strength=0.5)
+    assert torch.isfinite(part).all()
+
+
+def test_tiled_restore(tiny_nafnet_pipe, monkeypatch):
+    import unires.pipeline as p
+
+    pipe = tiny_nafnet_pipe
+    models = []
+    real = p.sample_unires_ddim
+    monkeypatch.setattr(
+        p, "sample_unires_ddim", lambda model, *a, **k: models.append(model) or real(model, *a, **k)
+    )
+    lq = _lq(96, 96, seed=6)
+    tiles = TileSettings(latent_tile=8, latent_overlap=4, pixel_tile=48, pixel_overlap=16)
+    out = pipe.restore_tensor(lq, W, steps=2, tiles=tiles)
+    assert out.shape == lq.shape and torch.isfinite(out).all()
+    assert type(models[-1]).__name__ == "TiledDenoiser" and models[-1].align == 4
+    whole = pipe.restore_tensor(lq, W, steps=2, tiles=TileSettings(latent_tile=0))
+    assert (out - whole).abs().mean() < 0.1  # the same picture, blended from tiles
+    # The memory budget gives aligned tiles for this backbone as well.
+    tile = pipe._latent_tile(6, TileSettings(), (1, 4, 64, 64))
+    assert tile > 0 and tile % 4 == 0
+
+
+def test_batched_candidates_and_auto_fast(tiny_nafnet_pipe, count_rows):
+    from unires.search.auto import auto_weights
+    from unires.search.batched import restore_candidates
+    from unires.search.grid import weights_key
+    from unires.weights import MOST_FREQUENT_WEIGHTS
+
+    pipe = tiny_nafnet_pipe
+    lq = _lq()
+    sets = [W, {"sr": 1.0}, {"br": 0.4, "dd": 0.6}]
+    counter = count_rows(pipe.unet)
+    images, evaluations = restore_candidates(pipe, lq, sets, steps=2, seed=1)
+    assert evaluations == counter.rows == 6 + sum(len(w) for w in sets)
+    for weights, image in zip(sets, images, strict=True):
+        one = pipe.restore_tensor(lq, weights, steps=2, seed=1)
+        torch.testing.assert_close(image[None], one, atol=2e-5, rtol=0)
+
+    class CloseTo:
+        name, higher_is_better = "close", True
+
+        def __init__(self, target):
+            self.target = target
+
+        def quality(self, images):
+            return -((images - self.target[..., : images.shape[-2], : images.shape[-1]]) ** 2).mean(
+                dim=(1, 2, 3)
+            )
+
+    # One step: the fast search's proxy is the exact restoration, so it must find the paper
+    # grid's planted optimum, spending the six tasks' first step only.
+    best = MOST_FREQUENT_WEIGHTS
+    metric = CloseTo(pipe.restore_tensor(lq, best, steps=1, seed=0))
+    counter.rows = 0
+    res = auto_weights(pipe, lq, "fast", metric=metric, steps=1, fast_options={"survivors": 4})
+    assert res.image.shape == lq.shape and res.evaluations == counter.rows == 6
+    assert weights_key(res.weights) == weights_key(best)
+    assert res.score == pytest.approx(0.0, abs=1e-9)
+
+
+def test_app_restore_handler(tiny_nafnet_pipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    pytest.importorskip("gradio", reason="the app extra is not installed: pip install .[app]")
+    from unires.app import logic
+    from unires.app.server import Context, restore
+
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "p.png"
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
+    ctx = Context(tiny_nafnet_pipe, tmp_path / "work")
+    values = logic.values_from_weights({"dn": -0.2, "downlq": 1.2})
+    pair, download, text = restore(ctx, str(photo), "x1", 2, 0, *values)
+    assert pair[1].shape == (48, 64, 3) and Image.open(download["value"]).size == (64, 48)
+    assert "64×48" in text
+
+
+def test_bench_speed_times_the_model_folder(tiny_nafnet_dir, capsys):
+    from unires.cli import main
+
+    code = main(["bench", "speed", "--model", str(tiny_nafnet_dir), "--size", "64", "--steps", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "image 64x64 (latent 8), 6 tasks, 2 DDIM steps" in out

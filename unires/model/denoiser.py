@@ -1,0 +1,217 @@
+"""The denoiser: the one place that knows how the network is called and what it predicts.
+
+k-diffusion's ``layers.Denoiser`` is the pattern: one object owns the condition input, the
+network call, the prediction type and its conversions, the diffused variable and its
+inverse, and the training loss. Sampling (``sampling/ddim.py``), the search's candidate
+batching (``search/batched.py``), training and validation (``train/diffusion.py``) and the
+pipeline call only this; none of them writes ``unet(cat[z_t, cond], t, ...)`` again.
+
+Conventions (diffusers' DDPM/DDIM, which the scheduler follows):
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps                 (Ho et al. 2020, Eq. 4)
+    v   = sqrt(abar_t) eps - sqrt(1 - abar_t) x0                  (Salimans & Ho 2022, Sec. 4)
+x0 is the *diffused variable*: the clean latent z_HQ (the paper) or, for small models, the
+scaled residual (z_HQ - z_LQ) * s (``UniResSettings.diffusion_target``), every task taken
+against the same base z_LQ so Eq. 2 stays a mixture of predictions of one variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import torch
+from diffusers import DDIMScheduler
+
+from .head import UNetWithHead, unet_config
+from .nafnet import ConditionalNAFNet
+
+if TYPE_CHECKING:
+    from .bundle import UniResSettings
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+LOSS_WEIGHTINGS = ("none", "target_energy")
+
+
+def network_channels(net: torch.nn.Module) -> tuple[int, int]:
+    """(input, output) channels of a denoiser network of any supported class."""
+    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    return int(cfg.in_channels), int(cfg.out_channels)
+
+
+def network_context_dim(net: torch.nn.Module) -> int:
+    """Width D of the prompt embeddings (B, L, D) the network takes."""
+    if isinstance(net, ConditionalNAFNet):
+        return int(net.config.context_dim)
+    return int(unet_config(net).cross_attention_dim)
+
+
+def network_downsample_factor(net: torch.nn.Module) -> int:
+    """How many latent pixels one pixel of the network's deepest level covers, per side:
+    latent sides must be multiples of it."""
+    if isinstance(net, ConditionalNAFNet):
+        return net.downsample_factor
+    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    return 2 ** (len(cfg.block_out_channels) - 1)
+
+
+def network_activation_channels(net: torch.nn.Module) -> float:
+    """Rough activation channels alive per latent pixel in one forward pass (memory budget)."""
+    if isinstance(net, ConditionalNAFNet):
+        return net.activation_channels()
+    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    per = sum(
+        c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
+    )
+    if isinstance(net, UNetWithHead):  # full-resolution head features, two alive at a time
+        per += 2 * net.head.conv_in.out_channels
+    return per
+
+
+class Denoiser:
+    """Wraps a network (``UNet2DConditionModel``, ``UNetWithHead`` or ``ConditionalNAFNet``)
+    with everything needed to call it and to train it.
+
+    ``scheduler_config``: the model folder's DDIM config (its ``prediction_type`` is what the
+    network outputs: "epsilon", "v_prediction" or "sample"). ``settings``: the folder's
+    ``UniResSettings`` (diffused variable, residual scale, condition statistics).
+    """
+
+    def __init__(self, net: torch.nn.Module, scheduler_config: Mapping, settings: UniResSettings):
+        self.net = net
+        self.settings = settings
+        scheduler = DDIMScheduler.from_config(dict(scheduler_config))
+        self.prediction_type = scheduler.config.prediction_type
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type {self.prediction_type!r} is not one of {PREDICTION_TYPES}"
+            )
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        self.alphas_cumprod = scheduler.alphas_cumprod.float()
+
+    # ---- the diffused variable ------------------------------------------------------------
+    @property
+    def residual(self) -> bool:
+        return self.settings.diffusion_target == "residual"
+
+    def to_diffused(self, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
+        """x0 for training: z_HQ, or (z_HQ - z_LQ) * residual_scale. Shapes (B, C, h, w)."""
+        return (z_hq - z_lq) * self.settings.residual_scale if self.residual else z_hq
+
+    def from_diffused(self, x0: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
+        """The inverse: a sampled x0 -> the restored latent z_HQ."""
+        return z_lq + x0 / self.settings.residual_scale if self.residual else x0
+
+    def unchanged(self, z_lq: torch.Tensor) -> torch.Tensor:
+        """The x0 that means "the LQ as it is" (start point of strength < 1 sampling)."""
+        return torch.zeros_like(z_lq) if self.residual else z_lq
+
+    # ---- the condition input --------------------------------------------------------------
+    def condition(self, z: torch.Tensor) -> torch.Tensor:
+        """A condition latent (B, C, h, w) as the network sees it: standardised per channel
+        when the model carries statistics (``condition_mean`` / ``condition_std``)."""
+        s = self.settings
+        if not s.condition_mean:
+            return z
+        mean = torch.tensor(s.condition_mean, dtype=z.dtype, device=z.device)
+        std = torch.tensor(s.condition_std, dtype=z.dtype, device=z.device)
+        return (z - mean[:, None, None]) / std[:, None, None]
+
+    # ---- the network call -----------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    @property
+    def downsample_factor(self) -> int:
+        return network_downsample_factor(_unwrap(self.net))
+
+    def activation_channels(self) -> float:
+        return network_activation_channels(_unwrap(self.net))
+
+    def __call__(
+        self, x_t: torch.Tensor, t, cond: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
+        """The model output F(x_t, t, cond, context), float32, in ``prediction_type``.
+
+        x_t, cond: (B, C, h, w) (cond already through ``condition``); t: a scalar or (B,);
+        context: (B, L, D) prompt embeddings. The condition is concatenated to the noisy
+        latent on channels (paper Sec. 3.1).
+        """
+        dtype = self.dtype
+        x = torch.cat([x_t, cond], dim=1).to(dtype)
+        out = self.net(x, t, encoder_hidden_states=context.to(dtype)).sample
+        return out.float()
+
+    # ---- prediction types -----------------------------------------------------------------
+    def _coefficients(self, t, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(abar_t), sqrt(1 - abar_t)) broadcastable to ``like``."""
+        t = torch.as_tensor(t, device=self.alphas_cumprod.device).long().flatten()
+        abar = self.alphas_cumprod[t].to(like.device, torch.float32)
+        shape = (-1, *([1] * (like.dim() - 1)))
+        return abar.sqrt().reshape(shape), (1 - abar).sqrt().reshape(shape)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (DDPM Eq. 4)."""
+        a, s = self._coefficients(t, x0)
+        return a * x0 + s * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+        """What the network is trained to output: eps, v = a eps - s x0, or x0."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            a, s = self._coefficients(t, x0)
+            return a * noise - s * x0
+        return x0
+
+    def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The clean-variable estimate implied by a model output (any prediction type)."""
+        if self.prediction_type == "sample":
+            return output
+        a, s = self._coefficients(t, x_t)
+        if self.prediction_type == "v_prediction":
+            return a * x_t - s * output
+        return (x_t - s * output) / a.clamp_min(1e-8)
+
+    def predict_x0(self, x_t: torch.Tensor, t, cond: torch.Tensor, context: torch.Tensor):
+        """x0 estimate of one network call. At the last timestep of a zero-terminal-SNR
+        schedule this is the one-step (MMSE) restoration: one DDIM step from pure noise."""
+        return self.to_x0(self(x_t, t, cond, context), x_t, t)
+
+    # ---- training -------------------------------------------------------------------------
+    def loss(
+        self,
+        x0: torch.Tensor,
+        cond: torch.Tensor,
+        context: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor,
+        weighting: str = "none",
+    ) -> torch.Tensor:
+        """Per-sample loss (B,): mean squared error of the model output against ``target``.
+
+        ``weighting``: "none" (plain MSE, the paper) or "target_energy": each sample divided
+        by the expected energy of its target given x0, so tasks whose residuals are small
+        (mild noise) weigh as much as those with large ones (x4 SR; docs/TRAINING.md).
+        """
+        if weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss_weighting {weighting!r} (one of {LOSS_WEIGHTINGS})")
+        pred = self(self.add_noise(x0, noise, t), t, cond, context)
+        target = self.target(x0, noise, t)
+        per_sample = (pred - target.float()).pow(2).flatten(1).mean(1)
+        if weighting == "none":
+            return per_sample
+        energy = x0.detach().float().pow(2).flatten(1).mean(1)
+        if self.prediction_type == "v_prediction":  # E[v^2 | x0] = abar + (1 - abar) |x0|^2
+            a, _ = self._coefficients(t, energy)
+            expected = a**2 + (1 - a**2) * energy
+        elif self.prediction_type == "epsilon":
+            expected = torch.ones_like(energy)
+        else:
+            expected = energy
+        return per_sample / expected.clamp_min(1e-2)
+
+
+def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel / accelerate wrapper."""
+    return getattr(net, "module", net)

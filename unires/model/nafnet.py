@@ -1,0 +1,192 @@
+"""A conditional restoration backbone for small models: NAFNet blocks told the task and t.
+
+NAFNet (Chen et al. 2022, "Simple Baselines for Image Restoration", ECCV; the layout of
+megvii-research/NAFNet ``NAFNet_arch.py``) is the field's cheap, strong restoration network:
+no GroupNorm or BatchNorm (LayerNorm over channels per pixel only), SimpleGate instead of
+non-linear activations, simplified channel attention, no attention over pixels, a U-shape
+with few channels. Per-sample normalisation is what made the text-to-image UNet collapse to
+"predict ~0" on residuals whose scale varies ~60x between tasks (docs/TRAINING.md, run 3);
+a per-pixel LayerNorm keeps each pixel's context but no global statistic.
+
+What UniRes adds: every block is told the diffusion timestep and the task prompt. The
+pooled prompt embedding (mean over tokens) and a sinusoidal embedding of t pass through a
+small MLP; each block turns that vector into a scale and a shift for each of its two
+LayerNorms (adaptive LayerNorm as in DiT, Peebles & Xie 2023; FiLM), zero-initialised so a
+fresh block starts as NAFNet's identity block. Each task prompt therefore gives its own
+prediction, which Eq. 2 mixes.
+
+``ConditionalNAFNet`` has the call of diffusers' ``UNet2DConditionModel``
+(``model(sample, timestep, encoder_hidden_states=...).sample``) and is saved as the ``unet``
+component of a model folder (class ``["unires", "ConditionalNAFNet"]``). Only
+``model/denoiser.py`` calls it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel: (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def simple_gate(x: torch.Tensor) -> torch.Tensor:
+    """NAFNet's SimpleGate: split the channels in two halves and multiply them."""
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+class NAFBlock(nn.Module):
+    """NAFNet block with adaptive LayerNorms: x + beta * conv branch, then + gamma * FFN.
+
+    ``emb`` (B, E) gives each LayerNorm a scale and a shift; both start at zero, and beta and
+    gamma at zero as in NAFNet, so a fresh block is the identity.
+    """
+
+    def __init__(self, channels: int, embed_dim: int, dw_expand: int = 2, ffn_expand: int = 2):
+        super().__init__()
+        c, dw, ffn = channels, channels * dw_expand, channels * ffn_expand
+        self.norm1 = LayerNorm2d(c)
+        self.conv1 = nn.Conv2d(c, dw, 1)
+        self.conv2 = nn.Conv2d(dw, dw, 3, padding=1, groups=dw)
+        # Simplified channel attention: global average pool -> 1x1 conv -> channel scale.
+        self.sca = nn.Conv2d(dw // 2, dw // 2, 1)
+        self.conv3 = nn.Conv2d(dw // 2, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.conv4 = nn.Conv2d(c, ffn, 1)
+        self.conv5 = nn.Conv2d(ffn // 2, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.modulation = nn.Linear(embed_dim, 4 * c)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale1, shift1, scale2, shift2 = self.modulation(emb)[..., None, None].chunk(4, dim=1)
+        y = self.norm1(x) * (1 + scale1) + shift1
+        y = simple_gate(self.conv2(self.conv1(y)))
+        y = y * self.sca(y.mean(dim=(2, 3), keepdim=True))
+        x = x + self.conv3(y) * self.beta
+        y = self.norm2(x) * (1 + scale2) + shift2
+        y = self.conv5(simple_gate(self.conv4(y)))
+        return x + y * self.gamma
+
+
+class ConditionalNAFNet(ModelMixin, ConfigMixin):
+    """U-shaped NAFNet on ``[x_t, condition]``, conditioned on t and the task prompt.
+
+    Input ``sample``: (B, in_channels, H, W) with H, W multiples of ``downsample_factor``
+    (2 ** len(encoder_blocks)); ``timestep``: a scalar or (B,) in [0, num_train_timesteps);
+    ``encoder_hidden_states``: (B, L, context_dim) prompt embeddings (pooled over L here).
+    Output: (B, out_channels, H, W), the model output in the prediction type it was trained
+    for (``model/denoiser.py`` knows which).
+
+    Channels double at each of the ``len(encoder_blocks)`` downsamplings (2x2 stride-2 conv)
+    and halve at each upsampling (1x1 conv + pixel shuffle), as in NAFNet; skips are added.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 6,
+        out_channels: int = 3,
+        width: int = 32,
+        encoder_blocks: tuple[int, ...] = (1, 1, 2),
+        middle_blocks: int = 2,
+        decoder_blocks: tuple[int, ...] = (1, 1, 1),
+        context_dim: int = 256,
+        embed_dim: int = 128,
+    ):
+        super().__init__()
+        if len(encoder_blocks) != len(decoder_blocks):
+            raise ValueError(
+                f"encoder_blocks {tuple(encoder_blocks)} and decoder_blocks "
+                f"{tuple(decoder_blocks)} must have the same length"
+            )
+        self.gradient_checkpointing = False
+        self.time_proj = Timesteps(64, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.embed = nn.Sequential(
+            nn.Linear(64 + context_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
+        )
+        self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
+        c = width
+        for n in encoder_blocks:
+            self.encoders.append(nn.ModuleList(NAFBlock(c, embed_dim) for _ in range(n)))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = nn.ModuleList(NAFBlock(c, embed_dim) for _ in range(middle_blocks))
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for n in reversed(decoder_blocks):
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(nn.ModuleList(NAFBlock(c, embed_dim) for _ in range(n)))
+        self.ending = nn.Conv2d(width, out_channels, 3, padding=1)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Input sides must be multiples of this (2 per encoder level)."""
+        return 2 ** len(self.config.encoder_blocks)
+
+    def activation_channels(self) -> float:
+        """Channels alive per input pixel during a forward pass, roughly (memory estimates:
+        each block keeps ~4 x its channels; level i has 2^i x width channels at 1/4^i)."""
+        cfg = self.config
+        levels = list(zip(cfg.encoder_blocks, cfg.decoder_blocks, strict=True))
+        per = sum((e + d + 1) * 4 * cfg.width * 2**i / 4**i for i, (e, d) in enumerate(levels))
+        deepest = len(levels)
+        per += (cfg.middle_blocks + 1) * 4 * cfg.width * 2**deepest / 4**deepest
+        return per
+
+    def _run(self, block: NAFBlock, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, emb, use_reentrant=False)
+        return block(x, emb)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep,
+        encoder_hidden_states: torch.Tensor,
+        return_dict: bool = True,
+        **kwargs,
+    ):
+        b = sample.shape[0]
+        t = torch.as_tensor(timestep, device=sample.device).flatten()
+        t = t.expand(b) if t.numel() == 1 else t
+        pooled = encoder_hidden_states.mean(dim=1)
+        emb = self.embed(torch.cat([self.time_proj(t).to(pooled.dtype), pooled], dim=1))
+        x = self.intro(sample)
+        skips = []
+        for blocks, down in zip(self.encoders, self.downs, strict=True):
+            for block in blocks:
+                x = self._run(block, x, emb)
+            skips.append(x)
+            x = down(x)
+        for block in self.middle:
+            x = self._run(block, x, emb)
+        for up, blocks, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+            x = up(x) + skip
+            for block in blocks:
+                x = self._run(block, x, emb)
+        out = self.ending(x)
+        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
