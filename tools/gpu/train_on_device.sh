@@ -2,8 +2,9 @@
 # Run THERE, as ONE device call (issue #8), after tools/gpu/prepare.sh here:
 #   device run, carry [".whl", ".gpu-data"], timeout_s 600, command:
 #     bash tools/gpu/train_on_device.sh 7
-# 1. trains configs/embedded.yaml for MINUTES (default 7) with bf16 and a GPU-sized batch,
-#    from INIT (a model folder, e.g. the shipped unires/weights/embedded) if given;
+# 1. trains CONFIG (default configs/embedded-v2.yaml, the NAFNet backbone) for MINUTES
+#    (default 7) with bf16 and a GPU-sized batch, from INIT (a model folder of the same
+#    backbone, e.g. the shipped unires/weights/embedded) if given;
 # 2. exports the EMA model in fp16 and packs it as $OUT/model.tar.part-* (<= 15 MiB each);
 # 3. times the embedded and the SD-2-sized UNet with `unires bench speed` (512x512, 6 tasks,
 #    50 steps, bf16, batched vs one task per call).
@@ -16,16 +17,17 @@ DEVICE=${DEVICE:-cuda}          # DEVICE=cpu PRECISION=no BATCH=2 WORKERS=1: the
 PRECISION=${PRECISION:-bf16}
 WORKERS=${WORKERS:-14}
 OUT=${OUT:-/tmp/unires-out}
+CONFIG=${CONFIG:-configs/embedded-v2.yaml}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/device.txt" 2>&1
 rm -rf /tmp/run /tmp/model-fp16
-python3 - "$MINUTES" "$INIT" "$BATCH" "$PRECISION" "$WORKERS" <<'PY'
+python3 - "$MINUTES" "$INIT" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" <<'PY'
 import sys
 import yaml
-cfg = yaml.safe_load(open("configs/embedded.yaml"))
+cfg = yaml.safe_load(open(sys.argv[6]))
 minutes, init, batch = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 precision, workers = sys.argv[4], int(sys.argv[5])
 cfg.update(
@@ -33,8 +35,10 @@ cfg.update(
     max_minutes=minutes, checkpoint_every=500, validate_every=1000, steps=200000,
 )
 cfg["data"].update(hq_dirs=[".gpu-data/train-hq"], val_dir=".gpu-data/val-hq", workers=workers)
-# The same noise in the gradient per sample: scale the learning rate with sqrt(batch / 8).
-cfg["optim"]["lr"] = cfg["optim"]["lr"] * (batch / 8) ** 0.5
+# The same noise in the gradient per sample: scale the learning rate with
+# sqrt(batch / the config's batch), from scratch; a fine-tune (INIT) keeps the config's.
+if not init:
+    cfg["optim"]["lr"] = cfg["optim"]["lr"] * (batch / cfg["batch_size"]) ** 0.5
 if init:
     cfg["init_from"] = init
 yaml.safe_dump(cfg, open("/tmp/gpu.yaml", "w"))

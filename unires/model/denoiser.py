@@ -34,7 +34,7 @@ LOSS_WEIGHTINGS = ("none", "target_energy")
 
 def network_channels(net: torch.nn.Module) -> tuple[int, int]:
     """(input, output) channels of a denoiser network of any supported class."""
-    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    cfg = unet_config(net)
     return int(cfg.in_channels), int(cfg.out_channels)
 
 
@@ -50,7 +50,7 @@ def network_downsample_factor(net: torch.nn.Module) -> int:
     latent sides must be multiples of it."""
     if isinstance(net, ConditionalNAFNet):
         return net.downsample_factor
-    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    cfg = unet_config(net)
     return 2 ** (len(cfg.block_out_channels) - 1)
 
 
@@ -58,7 +58,7 @@ def network_activation_channels(net: torch.nn.Module) -> float:
     """Rough activation channels alive per latent pixel in one forward pass (memory budget)."""
     if isinstance(net, ConditionalNAFNet):
         return net.activation_channels()
-    cfg = net.unet.config if isinstance(net, UNetWithHead) else net.config
+    cfg = unet_config(net)
     per = sum(
         c * (4 * cfg.layers_per_block + 4) / 4**i for i, c in enumerate(cfg.block_out_channels)
     )

@@ -162,14 +162,7 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
             return checkpoint(block, x, emb, use_reentrant=False)
         return block(x, emb)
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep,
-        encoder_hidden_states: torch.Tensor,
-        return_dict: bool = True,
-        **kwargs,
-    ):
+    def forward(self, sample, timestep, encoder_hidden_states, return_dict=True, **kwargs):
         b = sample.shape[0]
         t = torch.as_tensor(timestep, device=sample.device).flatten()
         t = t.expand(b) if t.numel() == 1 else t
