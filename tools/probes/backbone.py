@@ -21,6 +21,7 @@ dd: defocus), seeded; ``mix`` rotates the four over the crops.
 Usage (from the repository root):
   python tools/probes/backbone.py CONFIG TASK OUT [--minutes 20] [--threads 1]
       [--factor F] [--width W] [--crop 64] [--batch 16] [--lr LR]
+      [--loss-weighting none|target_energy] [--terminal-t-prob P]
   TASK: dn | md | dd | sr | mix (the config's four-task probabilities)
   e.g. python tools/probes/backbone.py configs/embedded-v2.yaml dn runs/probes/naf-dn
 """
@@ -61,6 +62,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, help="default: the config's optim.lr")
+    p.add_argument("--loss-weighting", help="default: the config's loss_weighting")
+    p.add_argument("--terminal-t-prob", type=float, help="default: the config's")
     p.add_argument("--val-crops", type=int, default=12)
     p.add_argument("--val-crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -140,6 +143,10 @@ def main() -> None:
         m.unet.latent_channels = 3 * args.factor**2
     if args.width:
         m.nafnet.width = args.width
+    if args.loss_weighting:
+        cfg.loss_weighting = args.loss_weighting
+    if args.terminal_t_prob is not None:
+        cfg.terminal_t_prob = args.terminal_t_prob
     if args.task != "mix":
         cfg.data.task_probs = {args.task: 1.0}
     cfg.data.crop = args.crop
@@ -184,6 +191,8 @@ def main() -> None:
         "crop": args.crop,
         "batch": args.batch,
         "lr": lr,
+        "loss_weighting": cfg.loss_weighting,
+        "terminal_t_prob": cfg.terminal_t_prob,
         "threads": args.threads,
         "val_lq_psnr": lq_psnr,
         "ffdnet_true_sigma_psnr": reference,
