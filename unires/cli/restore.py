@@ -57,7 +57,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--color-fix", choices=("adain", "wavelet", "none"), default="adain", help="colour fix"
     )
-    p.add_argument("--format", choices=("same", "png", "jpg", "webp", "tif"), default="same")
+    p.add_argument(
+        "--format",
+        choices=("same", "png", "jpg", "webp", "tif"),
+        default="same",
+        help="output format (default: the input's; see the README for what each keeps)",
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="1-100, for lossy outputs: JPEG, lossy WebP, JPEG in TIFF (default 95); "
+        "with it a lossless WebP input is written lossy",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=100,
+        metavar="N",
+        help="refuse animations and multi-page TIFFs with more frames (default 100): each "
+        "frame is restored like an image",
+    )
     p.add_argument("--skip-existing", action="store_true", help="skip outputs already written")
     p.add_argument("--allow-huge", action="store_true", help="admit inputs over 100 MP")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
@@ -80,51 +101,64 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--steps must be at least 1")
     if not 0.0 < args.strength <= 1.0:
         raise UsageError("--strength must be in (0, 1]")
-    files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise UsageError("--quality must be in 1..100")
+    if args.max_frames < 1:
+        raise UsageError("--max-frames must be at least 1")
     out_dir = Path(args.output)
-    files = [f for f in files if not _is_own_output(f, out_dir)]
-    for msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
-    if not files:
-        print("error: no input images found", file=sys.stderr)
-        return 1
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    pipe = load_pipeline_or_exit(args)
-    tiles = tile_settings_from_args(args)
-
-    failed = len(problems)
-    done = skipped = 0
-    bar = tqdm(files, desc="restoring", unit="img", disable=args.quiet or len(files) == 1)
-    for path in bar:
+    inputs, problems = io.collect_batch(args.inputs, recursive=args.recursive, output=out_dir)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not inputs:
+        print("error: no input images found", file=sys.stderr)
+        return 1
+    # Every output is named and checked (readable input, format that can hold it, writable
+    # folder) before the first image is restored.
+    plan = io.plan_batch(
+        inputs,
+        out_dir,
+        output_format=args.format,
+        skip_existing=args.skip_existing,
+        allow_huge=args.allow_huge,
+        max_frames=args.max_frames,
+        sidecar=".weights.json" if args.auto else None,
+    )
+    for msg in plan.errors:
+        print(f"error: {msg}", file=sys.stderr)
+    for msg in plan.notes:
+        print(f"note: {msg}")
+    failed = len(problems) + len(plan.errors)
+    done, skipped = 0, len(plan.skipped)
+    pipe = load_pipeline_or_exit(args) if plan.jobs else None
+    options = dict(
+        steps=args.steps,
+        seed=args.seed,
+        strength=args.strength,
+        scale=args.scale,
+        color_fix=args.color_fix,
+        downlq_factor=args.downlq_factor,
+        tiles=tile_settings_from_args(args),
+    )
+    single = len(plan.jobs) == 1
+    bar = tqdm(plan.jobs, desc="restoring", unit="img", disable=args.quiet or single)
+    for job in bar:
+        path, target = job.source, job.target
         try:
             t0 = time.perf_counter()
-            img = io.read_image(path, allow_huge=args.allow_huge)
-            suffix = io.default_output_suffix(img) if args.format == "same" else f".{args.format}"
-            target = io.plan_output(path, out_dir, suffix, inputs=files)
-            io.ensure_not_input(target, files)
-            if args.skip_existing and target.exists():
-                skipped += 1
-                continue
-            lq = io.to_tensor(img.rgb)
-            options = dict(
-                steps=args.steps,
-                seed=args.seed,
-                strength=args.strength,
-                scale=args.scale,
-                color_fix=args.color_fix,
-                downlq_factor=args.downlq_factor,
-                tiles=tiles,
+            loaded = io.read_frames(path, allow_huge=args.allow_huge, max_frames=args.max_frames)
+            progress = not args.quiet and single and loaded.n_frames == 1
+            outs, chosen = _restore_frames(
+                pipe, loaded, target, args, weights, options, bar, progress
             )
-            chosen = ""
-            if args.auto:
-                out, chosen = _restore_auto(pipe, lq, target, args, options)
-            else:
-                progress = not args.quiet and len(files) == 1
-                out = pipe.restore_tensor(lq, weights, progress=progress, **options)
-            io.write_image(target, io.from_tensor(out), like=img)
+            io.write_frames(target, outs, like=loaded, quality=args.quality)
             done += 1
-            bar.write(f"{path} -> {target}{chosen} ({time.perf_counter() - t0:.1f} s)")
+            extra = f" ({loaded.n_frames} {'frames' if loaded.animated else 'pages'})"
+            extra = extra if loaded.n_frames > 1 else ""
+            extra += " (replaced the file there)" if job.exists else ""
+            seconds = time.perf_counter() - t0
+            bar.write(f"{path} -> {target}{chosen}{extra} ({seconds:.1f} s)")
         except io.ImageError as e:
             failed += 1
             bar.write(f"error: {e}", file=sys.stderr)
@@ -134,6 +168,22 @@ def run(args: argparse.Namespace) -> int:
     summary = f"{done} restored, {skipped} skipped, {failed} failed; outputs in {out_dir}"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
+
+
+def _restore_frames(pipe, loaded, target: Path, args, weights, options: dict, bar, progress):
+    """Restore every frame (or page) with the same weights and seed; --auto chooses the
+    weights on the first frame. Returns (restored HxWx3 arrays, what --auto chose)."""
+    from .. import io
+
+    outs, chosen = [], ""
+    for frame in loaded.frames:
+        lq = io.to_tensor(frame.rgb)
+        if args.auto and not outs:
+            out, weights, chosen = _restore_auto(pipe, lq, target, args, options)
+        else:
+            out = pipe.restore_tensor(lq, weights, progress=progress, **options)
+        outs.append(io.from_tensor(out))
+    return outs, chosen
 
 
 def _check_auto_arguments(args: argparse.Namespace) -> None:
@@ -188,14 +238,4 @@ def _restore_auto(pipe, lq, target: Path, args, options: dict):
     }
     sidecar = target.with_name(f"{target.stem}.weights.json")
     atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
-    return image, f" [{args.auto}: {format_weights(result.weights)}]"
-
-
-def _is_own_output(path: Path, out_dir: Path) -> bool:
-    """An earlier run's output written beside its input (``x_unires.png``): not an input."""
-    stem = path.stem.rstrip("0123456789")
-    try:
-        same_dir = out_dir.exists() and path.parent.resolve() == out_dir.resolve()
-    except OSError:
-        return False
-    return same_dir and stem.endswith("_unires")
+    return image, result.weights, f" [{args.auto}: {format_weights(result.weights)}]"
