@@ -13,7 +13,7 @@ set -uo pipefail
 MINUTES=${1:-7}
 INIT=${2:-}
 BATCH=${BATCH:-64}
-DEVICE=${DEVICE:-cuda}          # DEVICE=cpu PRECISION=no BATCH=2 WORKERS=1: the CPU dry run
+DEVICE=${DEVICE:-cuda}          # DEVICE=cpu PRECISION=no BATCH=2 WORKERS=1 SPEED=0: the CPU dry run
 PRECISION=${PRECISION:-bf16}
 WORKERS=${WORKERS:-14}
 OUT=${OUT:-/tmp/unires-out}
@@ -27,9 +27,17 @@ rm -rf /tmp/run /tmp/model-fp16
 python3 - "$MINUTES" "$INIT" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" <<'PY'
 import sys
 import yaml
+import json
 cfg = yaml.safe_load(open(sys.argv[6]))
 minutes, init, batch = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 precision, workers = sys.argv[4], int(sys.argv[5])
+config_batch = cfg["batch_size"]
+if init:  # continue only from a model of the backbone this config trains
+    network = json.load(open(f"{init}/model_index.json"))["unet"][1]
+    wanted = {"nafnet": "ConditionalNAFNet"}.get(cfg["model"].get("backbone", "unet"))
+    if wanted and network != wanted:
+        print(f"INIT {init} is a {network}, {sys.argv[6]} trains a {wanted}: from scratch")
+        init = ""
 cfg.update(
     output_dir="/tmp/run", batch_size=batch, mixed_precision=precision, threads=0,
     max_minutes=minutes, checkpoint_every=500, validate_every=1000, steps=200000,
@@ -38,7 +46,7 @@ cfg["data"].update(hq_dirs=[".gpu-data/train-hq"], val_dir=".gpu-data/val-hq", w
 # The same noise in the gradient per sample: scale the learning rate with
 # sqrt(batch / the config's batch), from scratch; a fine-tune (INIT) keeps the config's.
 if not init:
-    cfg["optim"]["lr"] = cfg["optim"]["lr"] * (batch / cfg["batch_size"]) ** 0.5
+    cfg["optim"]["lr"] = cfg["optim"]["lr"] * (batch / config_batch) ** 0.5
 if init:
     cfg["init_from"] = init
 yaml.safe_dump(cfg, open("/tmp/gpu.yaml", "w"))
@@ -56,6 +64,8 @@ save_model(load_model("/tmp/run/final"), "/tmp/model-fp16", dtype=torch.float16)
 PY
 tar cf - -C /tmp/model-fp16 . | split -b 15M - "$OUT/model.tar.part-"
 # The trained model itself, then the SD-2-sized UNet (random weights; speed only).
+# SPEED=0 skips this (the CPU dry run: these timings mean nothing on a CPU).
+[ "${SPEED:-1}" = 0 ] && exit 0
 for m in /tmp/run/final sd2; do
   python3 -m unires.cli bench speed --model $m --size 512 --tasks 6 --steps 50 --timed-steps 10 \
     --device "$DEVICE" --dtype bf16 --json "$OUT/speed-$(basename $m).json" >> "$OUT/summary.txt" 2>&1
