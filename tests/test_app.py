@@ -224,6 +224,17 @@ def test_moving_a_slider_sets_only_the_absorbing_one(ctx):
         assert all("value" not in u for u in updates)
 
 
+def test_the_preset_selector_follows_the_sliders(ctx):
+    from unires.app.server import follow_sliders
+
+    table = logic.presets({"dn": -0.2, "downlq": 1.2})
+    default = next(iter(table))
+    assert follow_sliders(*values(dn=-0.2, downlq=1.2), table=table) == default
+    assert follow_sliders(*values(sr=1.0), table=table) == "SR only (super-resolution)"
+    assert follow_sliders(*values(sr=0.2, dn=-0.2, downlq=1.0), table=table) is None
+    assert logic.matching_preset({"dn": -0.2, "downlq": 1.2004}, table) == default
+
+
 def test_presets_and_normalise_set_the_sliders(ctx):
     from unires.app.server import apply_preset, normalise_sliders
 
@@ -287,6 +298,9 @@ def test_auto_handler_moves_the_sliders(ctx, tmp_path, monkeypatch):
             evaluations=9,
             seconds=1.5,
             image=image,
+            metric="niqe",
+            direction="lower is better",
+            note=None,
         )
 
     monkeypatch.setattr(logic, "auto_weights_function", lambda: fake_auto_weights)
@@ -298,7 +312,9 @@ def test_auto_handler_moves_the_sliders(ctx, tmp_path, monkeypatch):
     assert calls == [("fast", (1, 3, 48, 64), 3, 7, 1)]
     assert sliders == values(sr=0.4, downlq=0.6)
     assert pair[1].shape == (48, 64, 3) and download["visible"]
-    assert "3.250" in text and "9 evaluations" in text and 0.5 in steps
+    assert "NIQE 3.25 (input 6.50; lower is better)" in text, text
+    assert "9 evaluations" in text and 0.5 in steps
+    assert "higher is better" not in text and "quality score" not in text
 
 
 @pytest.mark.slow
@@ -308,13 +324,16 @@ def test_auto_handler_with_the_real_search(ctx, tmp_path):
     if logic.auto_weights_function() is None:
         pytest.skip("unires.search.auto is not there yet")
     fractions = []
-    photo = str(write_photo(tmp_path / "p.png", 192, 128))  # NIQE needs two 96 px blocks
+    # Under NIQE's two 96x96 blocks: scored with smaller blocks, and the page says so.
+    photo = str(write_photo(tmp_path / "p.png", 128, 128))
     out = auto(ctx, photo, "x1", 1, 0, lambda f, desc: fractions.append(f))
     sliders, (pair, download, text) = list(out[:6]), out[6:]
     assert logic.sum_is_one(logic.weights_from_values(sliders))
     assert text.startswith("Auto weights"), text
-    assert pair[1].shape == (128, 192, 3) and download["visible"]
-    assert fractions[-1] == 1.0
+    assert "NIQE" in text and "lower is better" in text and "64x64 blocks" in text
+    assert pair[1].shape == (128, 128, 3) and download["visible"]
+    # The bar advances within the image, up to 1.
+    assert len(set(fractions)) > 5 and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_the_page_builds(ctx, tmp_path):

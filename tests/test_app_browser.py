@@ -91,12 +91,32 @@ class SimpleServer:
         return self.proc.wait(timeout=20)
 
 
+# A common laptop screen: the main action and the result must fit without scrolling.
+VIEWPORT = {"width": 1366, "height": 768}
+
+
 def screenshot(page, name: str) -> Path:
+    """What the user sees at VIEWPORT, without scrolling (not the full page)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=False)
     print(f"screenshot: {path}")
     return path
+
+
+def assert_on_screen(page, selector: str) -> None:
+    """``selector`` lies wholly inside the viewport with the page scrolled to the top."""
+    box = page.locator(selector).first.bounding_box()
+    assert box is not None, f"{selector} is not displayed"
+    right, bottom = box["x"] + box["width"], box["y"] + box["height"]
+    assert box["x"] >= 0 and box["y"] >= 0, (selector, box)
+    assert right <= VIEWPORT["width"] and bottom <= VIEWPORT["height"], (selector, box)
+
+
+def slider_values(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "[id^=weight-] input[type=number]", "els => els.map(e => e.value)"
+    )
 
 
 def test_restore_in_the_browser(browser_path, server, tmp_path):
@@ -108,20 +128,25 @@ def test_restore_in_the_browser(browser_path, server, tmp_path):
 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(30_000)
         page.goto(server.url)
+        # The preset selector names the model's default the sliders start at.
+        assert "Model default" in page.input_value("#preset input")
+        assert_on_screen(page, "#restore")
 
         page.set_input_files("#photo input[type=file]", photo)
         page.wait_for_selector("#input-view img")
         assert "64×48" in page.inner_text("#status")
 
-        # Moving SR to 0.2: DownLQ absorbs the remainder, the sum stays 1.
+        # Moving SR to 0.2: DownLQ absorbs the remainder, the sum stays 1, and the preset
+        # selector no longer names a preset the sliders do not match.
         page.fill("#weight-sr input[type=range]", "0.2")
         page.wait_for_function(
             "document.querySelector('#weight-downlq input[type=number]').value === '1'"
             " && document.querySelector('#weight-sum').innerText.includes('Sum = 1.00')"
         )
+        page.wait_for_function("document.querySelector('#preset input').value === ''")
 
         page.get_by_label("x4").check()
         page.fill("#steps input[type=number]", "2")
@@ -132,12 +157,44 @@ def test_restore_in_the_browser(browser_path, server, tmp_path):
             ".filter(i => i.complete && i.naturalWidth === 256).length === 2"
         )
         assert "256×192" in page.inner_text("#status")
+        assert "2 steps" in page.inner_text("#status")
+        # Without scrolling: the action, the result and both sides' labels.
+        page.evaluate("window.scrollTo(0, 0)")
+        for selector in ("#restore", "#auto", "#compare", "#status"):
+            assert_on_screen(page, selector)
+        labels = page.evaluate(
+            "['::before', '::after'].map(p => "
+            "getComputedStyle(document.querySelector('#compare'), p).content)"
+        )
+        assert labels == ['"Before"', '"After"']
+        screenshot(page, "app-restore.png")
         with page.expect_download() as download:
             page.click("#download")
         saved = tmp_path / "download.png"
         download.value.save_as(saved)
         assert Image.open(saved).size == (256, 192)
-        screenshot(page, "app-restore.png")
+
+        # A preset moves the sliders and stays named; Auto weights shows one progress
+        # indicator, then moves the sliders and the selector follows.
+        page.get_by_label("x1").check()
+        page.fill("#steps input[type=number]", "1")
+        page.press("#steps input[type=number]", "Enter")
+        page.click("#auto")
+        # While it runs, one progress indicator (Gradio's status tracker, on the comparison),
+        # not one per output (six sliders, comparison, download, status).
+        page.wait_for_selector("#compare .progress-level", timeout=60_000)
+        assert page.locator(".wrap.default:not(.hide)").count() == 1
+        page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('Auto weights')", timeout=120_000
+        )
+        status = page.inner_text("#status")
+        assert "NIQE" in status and "lower is better" in status, status
+        assert "higher is better" not in status
+        # The sliders moved to the weights found; the selector names a preset only if they
+        # match one.
+        found = [float(v) for v in slider_values(page)]
+        assert abs(sum(found) - 1) < 0.01
+        screenshot(page, "app-auto.png")
 
         page.click("#photo button[aria-label=Clear]")
         page.set_input_files("#photo input[type=file]", corrupt)

@@ -67,3 +67,41 @@ def test_speed_benchmark_reports_both_modes(tmp_path, capsys):
     r = json.loads((tmp_path / "s.json").read_text())
     assert r["tasks"] == 3 and r["batched_s"] > 0 and r["one_by_one_s"] > 0
     assert "batched" in capsys.readouterr().out
+
+
+def test_quality_benchmark_without_hq_dir_uses_the_sample_photos(tiny_model_dir, tmp_path, capsys):
+    """No folder only the developers have: without --hq-dir the sets come from
+    scikit-image's sample photos."""
+    argv = ["bench", "quality", "--model", str(tiny_model_dir), "--out", str(tmp_path / "q")]
+    argv += ["--recipes", "noise", "--crop", "64", "--limit", "2", "--steps", "1"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "sample photos" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "q" / "hq").iterdir()) == [
+        "astronaut.png",
+        "chelsea.png",
+    ]
+    assert len(list((tmp_path / "q" / "sets" / "noise" / "lq").glob("*.png"))) == 2
+
+
+def test_a_missing_peer_package_is_one_line(monkeypatch):
+    import sys
+
+    from unires.bench.peers import available_peers
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
+    peers, missing = available_peers(1, ("opencv-nlm", "unsharp-mask"))
+    assert set(peers) == {"unsharp-mask"}
+    reason = missing["opencv-nlm"].reason
+    assert 'pip install -e ".[peers]"' in reason and "\n" not in reason
+
+
+def test_speed_wording_says_faster_or_slower():
+    from unires.bench.speed import SpeedResult, format_result
+
+    base = dict(model="tiny", parameters_m=1.0, device="cpu", dtype="fp32", image_size=64)
+    base |= dict(latent_size=8, tasks=1, steps=1, timed_steps=1, batched_s=1.0)
+    base |= dict(peak_memory_mb=1.0, torch_threads=1)
+    slow = format_result(SpeedResult(**base, one_by_one_s=2.0, speedup=2.0))
+    fast = format_result(SpeedResult(**base, one_by_one_s=0.4, speedup=0.4))
+    assert "2.00x slower" in slow and "1 task, 1 DDIM step" in slow
+    assert "2.50x faster" in fast and "slower" not in fast

@@ -204,3 +204,36 @@ def test_demo_without_embedded_model_fails_clearly(monkeypatch, tmp_path, capsys
     assert e.value.code == 2
     assert "embedded UniRes model is not in this installation" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_train_without_the_train_extra_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "accelerate" else real(name, *a),
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("steps: 1\n")
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and 'pip install -e ".[train]"' in err, err
+
+
+def test_train_names_a_missing_folder_of_its_config_on_one_line(tmp_path, capsys, monkeypatch):
+    """configs/tiny.yaml run from a folder without its data: one line naming the field."""
+    from pathlib import Path
+
+    pytest.importorskip("accelerate")
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(tiny)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.hq_dirs: runs/tiny-data: no such folder" in err
+    (tmp_path / "runs" / "tiny-data").mkdir(parents=True)
+    assert main(["train", "--config", str(tiny)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "autoencoder: runs/tiny-autoencoder: no such folder" in err and "\n" not in err
+    assert not (tmp_path / "runs" / "tiny").exists()  # nothing started

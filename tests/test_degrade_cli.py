@@ -82,7 +82,7 @@ def test_rerun_skips_finished_pairs_and_redoes_missing_ones(hq_dir, tmp_path, ca
     (out / "lq/c_00.png").unlink()
     capsys.readouterr()
     assert _cli(argv) == 0
-    assert "1 pairs written, 2 already there" in capsys.readouterr().out
+    assert "1 pair written, 2 already there" in capsys.readouterr().out
     assert _snapshot(out) == first
 
 
@@ -143,3 +143,16 @@ def test_usage_errors_exit_2(hq_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _cli(["degrade", str(hq_dir), "-o", str(tmp_path / "o"), "--recipe", "blurry"])
     assert e.value.code == 2
+
+
+def test_samples_degrade_scikit_images_photos(tmp_path, capsys):
+    """Inputs for the README's examples without photos of one's own."""
+    out = tmp_path / "sets" / "noise"
+    assert _cli(["degrade", "--samples", "-o", str(out), "--recipe", "noise"]) == 0
+    names = sorted(p.name for p in (out / "lq").glob("*.png"))
+    assert names == ["astronaut_00.png", "chelsea_00.png", "coffee_00.png", "rocket_00.png"]
+    with Image.open(out / "gt" / "coffee_00.png") as gt:
+        assert gt.size == (256, 256)
+    assert "4 pairs written" in capsys.readouterr().out
+    assert _cli(["degrade", "--samples", str(tmp_path), "-o", str(out), "--recipe", "sr"]) == 2
+    assert "not both" in capsys.readouterr().err

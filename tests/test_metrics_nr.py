@@ -161,3 +161,27 @@ def test_get_metric_defaults_to_niqe_and_rejects_unknown_names():
     assert isinstance(get_metric("PIQE"), PIQE)
     with pytest.raises(ValueError, match="unknown quality metric"):
         get_metric("brisque")
+
+
+def test_niqe_fits_small_images_with_smaller_blocks_and_says_so():
+    from unires.metrics.nr import fit_to_size
+
+    niqe = NIQE()
+    assert fit_to_size(niqe, 96, 192) == (niqe, None)
+    small, note = fit_to_size(niqe, 128, 128)
+    assert small.block_size == 64 and "128x128 px is under NIQE's two 96x96 blocks" in note
+    assert math.isfinite(small.score(torch.rand(1, 3, 128, 128)).item())
+    assert fit_to_size(niqe, 48, 64)[0].block_size == 32
+    with pytest.raises(ValueError, match="too small for NIQE"):
+        fit_to_size(niqe, 24, 40)
+    piqe = PIQE()
+    assert fit_to_size(piqe, 24, 40) == (piqe, None)
+
+
+def test_scores_are_shown_in_the_metrics_own_convention():
+    from unires.metrics.nr import direction, from_quality, metric_info, metric_label
+
+    assert from_quality(NIQE(), -6.5) == 6.5 and direction(NIQE()) == "lower is better"
+    assert from_quality(metric_info("musiq"), 61.0) == 61.0
+    assert direction(metric_info("musiq")) == "higher is better"
+    assert metric_label(metric_info("clipiqa")) == "CLIP-IQA" and metric_label(NIQE()) == "NIQE"

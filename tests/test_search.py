@@ -63,7 +63,7 @@ def test_table_has_one_row_per_candidate_and_resumes(tmp_path):
     with table.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(CANDIDATES)
-    assert set(rows[0]) == {"dn", "downlq", "md", "score"}
+    assert set(rows[0]) == {"dn", "downlq", "md", "score"}  # a metric without a name
     assert float(rows[2]["score"]) == pytest.approx(first.best_score)
 
     again = StubPipe()
@@ -148,7 +148,14 @@ def test_cli_search_and_mine_on_tiny_model(tiny_model_dir, tmp_path, capsys):
     record = json.loads((out / "a.json").read_text())
     assert set(record["best_weights"]) <= {"dn", "downlq"}
     assert record["candidates"] == 3 and record["computed"] == 3
-    assert {"best_score", "q_lq", "gain", "seconds"} <= set(record)
+    assert {"score", "q_lq", "direction", "gain", "seconds"} <= set(record)
+    # NIQE as users read it: positive, lower is better; the gain says how much better.
+    assert record["direction"] == "lower is better"
+    assert record["score"] > 0 and record["q_lq"] > 0
+    assert record["gain"] == pytest.approx(record["q_lq"] - record["score"])
+    with (out / "a.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert all(float(r["niqe (lower is better)"]) > 0 for r in table)
     with (out / "a.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3
     assert Image.open(out / "a.png").size == (200, 200)

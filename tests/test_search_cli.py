@@ -45,6 +45,32 @@ def test_restore_auto_frequent_and_average(tiny_model_dir, tmp_path, capsys):
     assert validate_weights(record["weights"]) and record["evaluations"] == 6
 
 
+def test_restore_auto_fast_on_a_small_image(tiny_model_dir, tmp_path, capsys):
+    """``unires restore small128.png -o out --auto fast`` exits 0: NIQE scored with smaller
+    blocks (one note line), NIQE shown positive, a progress bar within the image."""
+    src = _image(tmp_path / "in", "small128.png", size=(128, 128))
+    out = tmp_path / "out"
+    argv = ["restore", str(src), "-o", str(out), "--auto", "fast", "--steps", "2"]
+    assert main([*argv, *_model(tiny_model_dir)]) == 0
+    captured = capsys.readouterr()
+    record = json.loads((out / "small128.weights.json").read_text())
+    assert record["metric"] == "niqe" and record["direction"] == "lower is better"
+    assert record["score"] > 0 and record["q_lq"] > 0 and "64x64 blocks" in record["note"]
+    notes = [ln for ln in captured.err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "64x64 blocks" in notes[0]
+    assert "scored" in captured.err and "%" in captured.err  # the bar within the image
+    assert "NIQE" in captured.out and "1 restored, 0 skipped, 0 failed" in captured.out
+    assert Image.open(out / "small128.png").size == (128, 128)
+
+
+def test_restore_says_when_nothing_was_written(tiny_model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["restore", str(bad), "-o", str(tmp_path / "out"), *_model(tiny_model_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing written" in err and "outputs in" not in err
+
+
 def test_restore_auto_usage_errors(tiny_model_dir, tmp_path, capsys):
     src = _image(tmp_path / "in")
     common = [str(src), "-o", str(tmp_path / "out"), *_model(tiny_model_dir)]
@@ -104,7 +130,10 @@ def test_tradeoff_curves_are_fig11_pairs(tmp_path):
 
 
 def test_bench_summary_gain_fraction():
-    from unires.search.bench import Row, format_markdown, summarize
+    from unires.metrics.nr import metric_info
+    from unires.search.bench import Row, _shown_row, format_markdown, summarize
+
+    niqe = metric_info("niqe")  # rows hold the search's quality, -NIQE
 
     grid = {"q_lq": -9.0, "q_grid": -5.0, "q_median": -7.0}
     rows = [
@@ -114,7 +143,8 @@ def test_bench_summary_gain_fraction():
         # over the median candidate (-8) is still defined: (-6 + 8) / (-5 + 8).
         Row("b", "fast", {"md": 1.0}, -6.0, -4.0, -5.0, 20, 3, q_median=-8.0),
     ]
-    summary = {s["selector"]: s for s in summarize(rows, naive_grid=1000)}
+    summary = {s["selector"]: s for s in summarize(rows, naive_grid=1000, metric=niqe)}
+    assert summary["fast"]["mean_score"] == pytest.approx(6.0)  # NIQE as users read it
     assert summary["grid"]["mean_gain_fraction"] == pytest.approx(1.0)
     assert summary["fast"]["mean_gain_fraction"] == pytest.approx(0.75)
     assert summary["grid"]["mean_gain_over_median"] == pytest.approx(1.0)
@@ -127,14 +157,17 @@ def test_bench_summary_gain_fraction():
         "images": ["a", "b"],
         "naive_grid_evaluations": 1000,
         "summary": list(summary.values()),
-        "rows": [{**vars(r), "gain_fraction": r.gain_fraction} for r in rows],
+        "rows": [_shown_row(r, niqe) for r in rows],
     }
     text = format_markdown(payload)
-    assert "| fast | -6.0000 | 75.0% | 58.3% | 15 | 1.50% | 2.0 |" in text
+    assert "| fast | 6.0000 | 75.0% | 58.3% | 15 | 1.50% | 2.0 |" in text
+    assert "NIQE: lower is better" in text and "| a | fast | md=1 | 6.0000 | 9.0000 |" in text
+    assert "2 steps, 2 images" in text and "-NIQE" not in text
     # Where the grid beats the LQ on no image the gain is undefined: said, not "nan%".
-    only_b = summarize(rows[2:], naive_grid=1000)
-    text = format_markdown({**payload, "summary": only_b})
-    assert "| fast | -6.0000 | n/a | 66.7% | 20 | 2.00% | 3.0 |" in text and "nan" not in text
+    only_b = summarize(rows[2:], naive_grid=1000, metric=niqe)
+    text = format_markdown({**payload, "summary": only_b, "steps": 1, "images": ["b"]})
+    assert "| fast | 6.0000 | n/a | 66.7% | 20 | 2.00% | 3.0 |" in text and "nan" not in text
+    assert "1 step, 1 image)" in text
 
 
 def test_bench_search_end_to_end_on_a_tiny_model(tiny_pipe, tmp_path):
@@ -170,11 +203,15 @@ def test_bench_search_end_to_end_on_a_tiny_model(tiny_pipe, tmp_path):
         table = read_score_table(out / "grid" / f"{stem}.csv")
         assert len(table) == 1512
         grid = rows[stem, "grid"]
-        assert grid["q"] == pytest.approx(max(table.values()), abs=1e-6)
-        assert grid["q_median"] == pytest.approx(statistics.median(table.values()))
+        # PIQE as users read it (lower is better); the table reads back as quality, -PIQE.
+        assert grid["score"] == pytest.approx(-max(table.values()), abs=1e-6)
+        assert grid["score_median"] == pytest.approx(-statistics.median(table.values()))
+        assert grid["score"] >= 0
         # One step and the proxy at full size: the fast search is the grid (Eq. 2 is linear).
-        assert rows[stem, "fast"]["q"] == pytest.approx(grid["q"], abs=1e-4)
-        assert rows[stem, "average"]["q"] <= grid["q"] + 1e-6
+        assert rows[stem, "fast"]["score"] == pytest.approx(grid["score"], abs=1e-4)
+        assert rows[stem, "average"]["score"] >= grid["score"] - 1e-6
+        record = json.loads((out / "grid" / f"{stem}.json").read_text())
+        assert record["direction"] == "lower is better" and record["score"] >= 0
     summary = {s["selector"]: s for s in payload["summary"]}
     assert summary["grid"]["mean_gain_over_median"] == pytest.approx(1.0)
     assert summary["fast"]["mean_gain_over_median"] == pytest.approx(1.0, abs=1e-3)

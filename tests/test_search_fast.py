@@ -257,3 +257,46 @@ def test_auto_x4_scores_the_input_at_output_size(tiny_pipe):
     res = auto_weights(tiny_pipe, lq, "average", metric=NIQE(), steps=1, scale=4)
     assert res.image.shape[-2:] == (256, 256)
     assert math.isfinite(res.q_lq)
+
+
+def test_auto_weights_takes_what_the_pipeline_takes(tiny_pipe):
+    """PIL image, uint8 or float H x W x 3 array, 3 x H x W or 1 x 3 x H x W tensor: as
+    ``UniResPipeline.__call__``; all give the same choice and image."""
+    lq = _lq(64, 64)
+    arr = (lq[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    exact = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
+    metric = CloseTo(tiny_pipe.restore_tensor(exact, SETS[1], steps=1, seed=0))
+    inputs = [Image.fromarray(arr), arr, arr / 255.0, exact[0], exact]
+    results = [
+        auto_weights(tiny_pipe, x, "frequent", metric=metric, steps=1, sets=SETS) for x in inputs
+    ]
+    for res in results:
+        assert weights_key(res.weights) == weights_key(SETS[1])
+        assert torch.allclose(res.image, results[-1].image, atol=1e-5)
+    assert results[0].to_pil().size == (64, 64)
+    with pytest.raises(ValueError, match="H x W x 3"):
+        auto_weights(tiny_pipe, arr[..., 0], "average", metric=metric)
+
+
+def test_auto_fast_on_a_small_image_scores_niqe_on_what_there_is(tiny_pipe):
+    """128 x 128 is under NIQE's two 96x96 blocks: scored with 64x64 blocks, said in one
+    line; NIQE shown as NIQE (positive, lower is better); progress advances within it."""
+    fractions, messages = [], []
+
+    def progress(f, m):
+        fractions.append(f)
+        messages.append(m)
+
+    res = auto_weights(tiny_pipe, _lq(128, 128), "fast", steps=2, progress=progress)
+    assert res.note and "64x64 blocks" in res.note and res.note in messages
+    assert res.metric == "niqe" and res.direction == "lower is better"
+    assert res.score > 0 and res.q_lq > 0 and res.method == "fast"
+    assert res.image.shape == (1, 3, 128, 128)
+    assert len(set(fractions)) > 10 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("scored" in m and "sets" in m for m in messages)
+
+
+def test_auto_on_an_image_too_small_for_niqe_falls_back_to_the_average(tiny_pipe):
+    res = auto_weights(tiny_pipe, _lq(24, 40), "fast", steps=1)
+    assert res.method == "average" and "too small for NIQE" in res.note
+    assert res.image.shape == (1, 3, 24, 40) and math.isnan(res.score)

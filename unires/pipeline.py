@@ -63,7 +63,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: PyTorch sees no CUDA device here; use cpu or auto")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps and mps.is_available()):
+        raise ValueError(f"device {device}: PyTorch sees no MPS device here; use cpu or auto")
+    return dev
 
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -114,6 +120,27 @@ class PreparedImage:
     noise: torch.Tensor  # x_T of the seed
     x0_init: torch.Tensor  # the LQ as a start point (strength < 1)
     generator: torch.Generator  # the seed's generator after drawing x_T (for eta > 0)
+
+
+def as_image_batch(image) -> torch.Tensor:
+    """What ``UniResPipeline.__call__`` (and ``search.auto_weights``) accept, as a
+    B x 3 x H x W tensor: a PIL image, an H x W x 3 array (uint8, or float in [0, 1]) or a
+    3 x H x W / B x 3 x H x W tensor in [0, 1] (passed through)."""
+    if isinstance(image, torch.Tensor):
+        batch = image if image.dim() == 4 else image[None]
+        if batch.dim() != 4 or batch.shape[1] != 3:
+            raise ValueError(
+                f"expected a 3 x H x W or B x 3 x H x W tensor, got {tuple(image.shape)}"
+            )
+        return batch
+    if isinstance(image, Image.Image):
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    else:
+        arr = np.asarray(image)
+        arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got an array of shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
 class UniResPipeline:
@@ -361,14 +388,7 @@ class UniResPipeline:
         Returns a PIL image for PIL/array input and a tensor for tensor input.
         """
         if isinstance(image, torch.Tensor):
-            batch = image if image.dim() == 4 else image[None]
-            return self.restore_tensor(batch, weights, **kwargs)
-        if isinstance(image, Image.Image):
-            arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        else:
-            arr = np.asarray(image)
-            arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
-        out = self.restore_tensor(t[None], weights, **kwargs)[0]
+            return self.restore_tensor(as_image_batch(image), weights, **kwargs)
+        out = self.restore_tensor(as_image_batch(image), weights, **kwargs)[0]
         arr8 = (out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
         return Image.fromarray(arr8)

@@ -1,4 +1,4 @@
-"""Small helpers shared across modules: atomic file writes and seeding."""
+"""Small helpers shared across modules: atomic file writes and plurals."""
 
 from __future__ import annotations
 
@@ -41,3 +41,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 step``, ``2 steps``, ``0 images``: a count with its noun agreeing."""
+    return f"{n} {word if n == 1 else many or word + 's'}"

@@ -152,6 +152,22 @@ def presets(default_weights: Mapping[str, float] | None = None) -> dict[str, Wei
     return unique
 
 
+def matching_preset(weights: Mapping[str, float], table: Mapping[str, Mapping[str, float]]):
+    """The name of the preset the sliders show (up to the slider step), or None: the preset
+    selector follows the sliders, whatever moved them."""
+    mine = _rounded(weights)
+    return next((name for name, w in table.items() if _rounded(w) == mine), None)
+
+
+def quality_text(found) -> str:
+    """An ``auto_weights`` result's scores as users read them: the metric's own convention
+    (NIQE: lower is better), the restoration's beside the input's."""
+    from ..metrics.nr import metric_info, metric_label
+
+    name = metric_label(metric_info(found.metric))
+    return f"{name} {found.score:.2f} (input {found.q_lq:.2f}; {found.direction})"
+
+
 def _rounded(weights: Mapping[str, float]) -> dict[str, float]:
     return {c: round(v, DECIMALS) for c, v in weights.items() if round(v, DECIMALS) != 0}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import io
 from ..cli.common import first_line
+from ..utils import plural
 from . import logic
 from .logic import TASK_CODES, AppError
 
@@ -31,11 +32,26 @@ MAX_SEED = 2**63
 RESULT_MAX_AGE_S = 3600  # results (and Gradio's cached copies) are deleted after an hour
 # Comparison images are re-encoded for the browser: PNG keeps them exact.
 VIEW_FORMAT = "png"
-VIEW_HEIGHT = 420
+# At 1366x768 the header, the photo box, the buttons and the comparison all fit on screen.
+VIEW_HEIGHT = 400
+UPLOAD_HEIGHT = 110
 
-HEADER = """# UniRes: universal image restoration
-Restore a photo with a mix of restoration tasks (arXiv 2506.05599). Each slider weighs one
-task's prediction; the weights must **sum to 1** (Eq. 2). Negative weights subtract a task.
+HEADER = """## UniRes: universal image restoration
+Upload a photo, press **Restore**. Each slider weighs one restoration task; the weights
+**sum to 1** (Eq. 2, arXiv 2506.05599); negative weights subtract a task.
+"""
+
+# "Before" and "After" on the two sides of the comparison slider (the first image is the
+# left side), and a compact page so the main action and the result need no scrolling.
+CSS = """
+#compare { position: relative; }
+#compare::before, #compare::after {
+    position: absolute; top: 2.4em; z-index: 5; pointer-events: none;
+    padding: 1px 8px; border-radius: 4px; font-size: 0.85em;
+    background: rgba(0, 0, 0, 0.6); color: #fff;
+}
+#compare::before { content: "Before"; left: 10px; }
+#compare::after { content: "After"; right: 10px; }
 """
 
 
@@ -135,6 +151,11 @@ def apply_preset(name, *, table: dict):
     return logic.values_from_weights(table[name])
 
 
+def follow_sliders(*values, table: dict):
+    """The preset selector shows the preset the sliders match, or nothing (custom weights)."""
+    return logic.matching_preset(logic.weights_from_values(values), table)
+
+
 def normalise_sliders(*values):
     import gradio as gr
 
@@ -183,7 +204,7 @@ def restore(ctx: Context, path, scale_label, steps, seed, *values, progress=None
     shown = ", ".join(f"{c}={v:g}" for c, v in weights.items())
     text = (
         f"Restored {img.width}×{img.height} → **{w}×{h}** px in {seconds:.1f} s "
-        f"({steps} steps, seed {seed}, weights {shown})."
+        f"({plural(steps, 'step')}, seed {seed}, weights {shown})."
     )
     return pair, download, text
 
@@ -245,9 +266,12 @@ def auto(ctx: Context, path, scale_label, steps, seed, progress=None):
         return *keep, error_text(message)
     shown = ", ".join(f"{c}={v:g}" for c, v in weights.items() if v)
     text = (
-        f"Auto weights {shown}: quality score {found.score:.3f} (input {found.q_lq:.3f}; "
-        f"higher is better), {found.evaluations} evaluations in {found.seconds:.1f} s."
+        f"Auto weights {shown}: {logic.quality_text(found)}, "
+        f"{plural(found.evaluations, 'evaluation')} in {found.seconds:.1f} s."
     )
+    note = getattr(found, "note", None)
+    if note:
+        text += f" Note: {note}."
     return *values_out, pair, download, text
 
 
@@ -277,13 +301,21 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
                 photo = gr.File(
                     label="Photo (PNG, JPEG, WebP, TIFF, BMP, GIF)",
                     file_types=sorted(io.IMAGE_SUFFIXES),
+                    height=UPLOAD_HEIGHT,
                     elem_id="photo",
                 )
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=photo, label="Examples")
                 scale = gr.Radio(list(logic.SCALES), value="x1", label="Scale", elem_id="scale")
+                with gr.Row():
+                    restore_button = gr.Button("Restore", variant="primary", elem_id="restore")
+                    auto_button = gr.Button("Auto weights", elem_id="auto")
+                status = gr.Markdown(elem_id="status")
                 preset = gr.Dropdown(
-                    list(table), value=None, label="Preset weights", elem_id="preset"
+                    list(table),
+                    value=logic.matching_preset(logic.weights_from_values(start), table),
+                    label="Preset weights (follows the sliders; empty: your own mix)",
+                    elem_id="preset",
                 )
                 sliders = [
                     gr.Slider(
@@ -317,9 +349,6 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
                         elem_id="steps",
                     )
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
-                with gr.Row():
-                    restore_button = gr.Button("Restore", variant="primary", elem_id="restore")
-                    auto_button = gr.Button("Auto weights", elem_id="auto")
             with gr.Column(scale=2):
                 with gr.Row():
                     input_view = gr.Image(
@@ -331,7 +360,7 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
                         elem_id="input-view",
                     )
                     compare = gr.ImageSlider(
-                        label="Before / after (drag the handle)",
+                        label="Result: before | after (drag the handle)",
                         interactive=False,
                         format=VIEW_FORMAT,
                         height=VIEW_HEIGHT,
@@ -341,7 +370,6 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
                 download = gr.DownloadButton(
                     "Download full-resolution result", visible=False, elem_id="download"
                 )
-                status = gr.Markdown(elem_id="status")
 
         photo.change(
             functools.partial(show_input, **limits),
@@ -360,6 +388,14 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
                 **light,
             )
         preset.input(functools.partial(apply_preset, table=table), preset, sliders, **light)
+        # The selector follows the sliders whatever moved them (hand, Normalise, Auto).
+        gr.on(
+            [s.change for s in sliders],
+            functools.partial(follow_sliders, table=table),
+            sliders,
+            preset,
+            **light,
+        )
         normalise_button.click(normalise_sliders, sliders, [*sliders, status], **light)
 
         # Progress is injected into a defaulted first parameter (Gradio looks at positional
@@ -370,16 +406,20 @@ def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
         def auto_event(progress=gr.Progress(), *values):
             return auto(ctx, *values, progress=progress)
 
+        # One progress indicator per action, on the comparison where the result will appear
+        # (not one per output: Auto also updates the six sliders).
         restore_button.click(
             restore_event,
             [photo, scale, steps, seed, *sliders],
             [compare, download, status],
+            show_progress_on=[compare],
             **model,
         )
         auto_button.click(
             auto_event,
             [photo, scale, steps, seed],
             [*sliders, compare, download, status],
+            show_progress_on=[compare],
             **model,
         )
     return app
@@ -423,6 +463,7 @@ def serve(
             # Results are written here, then served; nothing else outside Gradio's cache is.
             allowed_paths=[str(ctx.results)],
             theme=theme(),
+            css=CSS,
             quiet=True,  # Gradio's banner suggests share=True, which this app never uses
             prevent_thread_lock=True,
         )

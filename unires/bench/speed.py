@@ -19,6 +19,7 @@ from ..model.denoiser import Denoiser, network_channels, network_context_dim
 from ..model.unet import UNET_PRESETS, build_unet, count_parameters
 from ..sampling.ddim import TaskMixture, combine_task_predictions, predict_tasks, sample_unires_ddim
 from ..tasks import PAPER_GRID_TASKS
+from ..utils import plural
 
 
 @dataclass
@@ -146,15 +147,24 @@ def run_speed_benchmark(
     )
 
 
+def _relative(r: SpeedResult) -> str:
+    """One task per call against batched: "1.52x slower", "1.10x faster", "as fast"."""
+    if r.speedup > 1.0:
+        return f"{r.speedup:.2f}x slower"
+    if r.speedup < 1.0:
+        return f"{1.0 / r.speedup:.2f}x faster"
+    return "as fast"
+
+
 def format_result(r: SpeedResult) -> str:
     extrapolated = "" if r.timed_steps == r.steps else f" (timed {r.timed_steps}, scaled)"
     return "\n".join(
         [
             f"model {r.model}: {r.parameters_m} M UNet parameters, {r.dtype} on {r.device}",
-            f"image {r.image_size}x{r.image_size} (latent {r.latent_size}), {r.tasks} tasks, "
-            f"{r.steps} DDIM steps{extrapolated}",
+            f"image {r.image_size}x{r.image_size} (latent {r.latent_size}), {plural(r.tasks, 'task')}, "
+            f"{plural(r.steps, 'DDIM step')}{extrapolated}",
             f"  batched (one UNet call per step): {r.batched_s:8.2f} s per image per weight set",
-            f"  one task per call:                {r.one_by_one_s:8.2f} s  ({r.speedup}x slower)",
+            f"  one task per call:                {r.one_by_one_s:8.2f} s  ({_relative(r)})",
             f"  peak memory: {r.peak_memory_mb:.0f} MB",
         ]
     )

@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..extras import MissingExtra
+
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
+    except (UsageError, MissingExtra) as e:
         print(f"unires {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

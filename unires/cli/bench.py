@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--hq-dir",
         type=Path,
-        default=Path("../shared/data/val-hq"),
-        help="clean photos to degrade (default: %(default)s)",
+        default=None,
+        help="clean photos to degrade (default: scikit-image's four sample photos, the demo extra)",
     )
     q.add_argument(
         "--out", type=Path, default=Path("runs/bench-quality"), help="tables and images go here"
@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="autoencoder folder (e.g. runs/autoencoder/final from configs/autoencoder.yaml)",
     )
-    a.add_argument("--hq-dir", type=Path, default=Path("../shared/data/val-hq"))
+    a.add_argument("--hq-dir", type=Path, required=True, help="clean photos to reconstruct")
     a.set_defaults(func=run_autoencoder)
 
     add_run_parser(bench)
@@ -77,9 +77,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_speed(args: argparse.Namespace) -> int:
     from ..bench.speed import format_result, result_dict, run_speed_benchmark
     from ..model.unet import UNET_PRESETS
+    from ..pipeline import resolve_device
     from ..utils import atomic_write_text
     from . import UsageError
 
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(str(e)) from None
     denoiser = None
     vae_factor = 8
     if args.model not in UNET_PRESETS:
@@ -115,8 +120,12 @@ def run_quality(args: argparse.Namespace) -> int:
     unknown = [r for r in recipes if r not in RECIPE_TASKS]
     if unknown:
         raise UsageError(f"unknown recipe(s) {', '.join(unknown)} (have {', '.join(RECIPE_TASKS)})")
-    if not args.hq_dir.is_dir():
+    if args.hq_dir is not None and not args.hq_dir.is_dir():
         raise UsageError(f"{args.hq_dir}: not a folder")
+    if args.hq_dir is None:
+        from ..extras import require
+
+        require("demo", "unires bench quality without --hq-dir (the sample photos)")
     pipe = load_pipeline_or_exit(args)
     run_quality_benchmark(
         pipe,

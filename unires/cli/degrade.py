@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..utils import plural
+
 RECIPE_NAMES = (
     "sr",
     "motion",
@@ -26,10 +28,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="degrade clean images into an (LQ, GT) benchmark set",
         description=(
             "Write OUT_DIR/lq, OUT_DIR/gt and a JSON sidecar per pair (lq/NAME.json, every "
-            "drawn parameter). The same seed gives identical bytes; a rerun skips finished pairs."
+            "drawn parameter). The same seed gives identical bytes; a rerun skips finished pairs. "
+            "Without photos of your own, --samples degrades 256x256 crops of scikit-image's "
+            "sample photos (astronaut, coffee, chelsea, rocket; needs the demo extra)."
         ),
     )
-    p.add_argument("hq_dir", metavar="HQ_DIR", type=Path, help="folder of clean images")
+    p.add_argument("hq_dir", metavar="HQ_DIR", type=Path, nargs="?", help="folder of clean images")
+    p.add_argument(
+        "--samples",
+        action="store_true",
+        help="use scikit-image's sample photos (256x256 crops) instead of HQ_DIR",
+    )
     p.add_argument("-o", "--out", dest="out_dir", metavar="OUT_DIR", type=Path, required=True)
     p.add_argument("--recipe", required=True, choices=RECIPE_NAMES)
     p.add_argument("--seed", type=int, default=0)
@@ -51,6 +60,21 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.samples == (args.hq_dir is not None):
+        return _usage_error("give HQ_DIR (a folder of clean images) or --samples, not both")
+    if args.samples:
+        import tempfile
+
+        from ..data.samples import write_sample_photos
+
+        with tempfile.TemporaryDirectory(prefix="unires-samples-") as tmp:
+            write_sample_photos(tmp)
+            args.hq_dir = Path(tmp)
+            return _degrade(args)
+    return _degrade(args)
+
+
+def _degrade(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_yaml
     from ..degrade.recipes import DegradationConfig
     from ..degrade.writer import write_degraded_set
@@ -86,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     total = report.written + report.skipped + len(report.failed)
     if total == 0:
         return _usage_error(f"{args.hq_dir}: no images found")
+    where = f" -> {args.out_dir}" if report.written or report.skipped else ""
     print(
-        f"{args.recipe}: {report.written} pairs written, {report.skipped} already there, "
-        f"{len(report.failed)} images failed -> {args.out_dir}"
+        f"{args.recipe}: {plural(report.written, 'pair')} written, {report.skipped} already "
+        f"there, {plural(len(report.failed), 'image')} failed{where}"
     )
     return 1 if report.failed else 0

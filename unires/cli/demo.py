@@ -28,12 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def demo_photo():
     """An RGB photo with a free licence that ships inside an installed package."""
-    try:
-        from skimage import data
-    except ImportError:
-        raise SystemExit(
-            "unires demo: error: the demo photo comes from scikit-image: pip install scikit-image"
-        ) from None
+    from ..extras import require
+
+    require("demo", "the demo photo (scikit-image's astronaut)")
+    from skimage import data
+
     return data.astronaut()  # 512 x 512, public domain (NASA)
 
 

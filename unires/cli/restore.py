@@ -39,9 +39,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=AUTO_CHOICES,
         help="choose the weights per image: fast (proxy + halving over the paper grid), grid "
         "(all 1512), frequent (--sets), predict (--predictor), average; the chosen weights "
-        "are printed and written beside the output as <name>.weights.json",
+        "are printed and written beside the output as <name>.weights.json with the metric's "
+        "score of the result and of the input (NIQE: lower is better)",
     )
-    p.add_argument("--metric", default="niqe", help="--auto: quality metric (niqe, piqe, ...)")
+    p.add_argument(
+        "--metric", default="niqe", help="--auto: quality metric (niqe, piqe, musiq, ...)"
+    )
     p.add_argument("--predictor", metavar="FILE", help="--auto predict: a trained predictor")
     p.add_argument("--sets", metavar="FILE", help="--auto frequent: weight sets (search --mine)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
@@ -165,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, ValueError) as e:  # e.g. out of memory at the smallest tile
             failed += 1
             bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
-    summary = f"{done} restored, {skipped} skipped, {failed} failed; outputs in {out_dir}"
+    summary = f"{done} restored, {skipped} skipped, {failed} failed"
+    summary += f"; outputs in {out_dir}" if done else "; nothing written"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
 
@@ -179,7 +183,7 @@ def _restore_frames(pipe, loaded, target: Path, args, weights, options: dict, ba
     for frame in loaded.frames:
         lq = io.to_tensor(frame.rgb)
         if args.auto and not outs:
-            out, weights, chosen = _restore_auto(pipe, lq, target, args, options)
+            out, weights, chosen = _restore_auto(pipe, lq, target, args, options, bar, loaded.path)
         else:
             out = pipe.restore_tensor(lq, weights, progress=progress, **options)
         outs.append(io.from_tensor(out))
@@ -202,8 +206,9 @@ def _check_auto_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"--{flag} {value}: no such file")
 
 
-def _restore_auto(pipe, lq, target: Path, args, options: dict):
-    """--auto: choose the weights (search.auto), write them beside the output as JSON."""
+def _restore_auto(pipe, lq, target: Path, args, options: dict, bar, path: Path):
+    """--auto: choose the weights (search.auto) with a progress bar that advances within the
+    image, write them beside the output as JSON (scores in the metric's own convention)."""
     import json
 
     from ..search.auto import auto_weights
@@ -212,30 +217,46 @@ def _restore_auto(pipe, lq, target: Path, args, options: dict):
 
     opts = dict(options)
     steps, seed, scale = opts.pop("steps"), opts.pop("seed"), opts.pop("scale")
-    result = auto_weights(
-        pipe,
-        lq,
-        args.auto,
-        metric=args.metric,
-        steps=steps,
-        seed=seed,
-        scale=scale,
-        predictor=args.predictor,
-        sets=args.sets,
-        **opts,
-    )
+    with tqdm(
+        total=100, desc=f"{path.name}: {args.auto}", unit="%", leave=False, disable=args.quiet
+    ) as progress_bar:
+
+        def progress(fraction: float, message: str) -> None:
+            progress_bar.n = round(100 * min(max(fraction, 0.0), 1.0))
+            progress_bar.set_postfix_str(message, refresh=False)
+            progress_bar.refresh()
+
+        result = auto_weights(
+            pipe,
+            lq,
+            args.auto,
+            metric=args.metric,
+            steps=steps,
+            seed=seed,
+            scale=scale,
+            predictor=args.predictor,
+            sets=args.sets,
+            progress=progress,
+            **opts,
+        )
+    if result.note:
+        bar.write(f"note: {path}: {result.note}", file=sys.stderr)
     image = result.image
     if image is None:
         image = pipe.restore_tensor(lq, result.weights, steps=steps, seed=seed, scale=scale, **opts)
     record = {
-        "method": args.auto,
-        "metric": args.metric,
+        "method": result.method,
+        "metric": result.metric,
         "weights": result.weights,
         "score": result.score,
         "q_lq": result.q_lq,
+        "direction": result.direction,
         "evaluations": result.evaluations,
         "seconds": round(result.seconds, 3),
     }
+    if result.note:
+        record["note"] = result.note
     sidecar = target.with_name(f"{target.stem}.weights.json")
     atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
-    return image, result.weights, f" [{args.auto}: {format_weights(result.weights)}]"
+    scores = f"{result.metric.upper()} {result.q_lq:.2f} -> {result.score:.2f}"
+    return image, result.weights, f" [{result.method}: {format_weights(result.weights)}; {scores}]"

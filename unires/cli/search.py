@@ -20,6 +20,7 @@ from .common import (
 
 FREQUENT_SETS_FILE = "frequent_sets.json"
 PREDICTOR_FILE = "predictor.joblib"
+FAST_PROXY_SIDE = 192  # fast_search's default proxy_side
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "no-reference metric scores best (paper Eq. 3-4). Writes, per image:\n"
             "  OUT_DIR/<stem>.json  best weights, score, q_lq (the input's score), timing\n"
             "  OUT_DIR/<stem>.csv   every candidate's score; a rerun skips those already there\n"
+            "  scores are in the metric's own convention (NIQE: positive, lower is better)\n"
             "  OUT_DIR/<stem>.png   the best restoration\n\n"
             "grids:\n"
             "  paper   [-0.2, 1.2] step 0.2 over br,sr,md,dd,dn,downlq, <= 1 negative (1512)\n"
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train_predictor(args: argparse.Namespace) -> int:
     from ..search.predictor import train_from_search_log
+    from ..utils import plural
     from . import UsageError
 
     if args.inputs:
@@ -110,7 +113,7 @@ def run_train_predictor(args: argparse.Namespace) -> int:
         print(f"error: {first_line(e)}", file=sys.stderr)
         return 1
     predictor.save(out)
-    print(f"predictor trained on {used} images: {out}")
+    print(f"predictor trained on {plural(used, 'image')}: {out}")
     return 0
 
 
@@ -158,9 +161,19 @@ def _candidates(args: argparse.Namespace) -> list[dict[str, float]]:
     return read_weight_sets(args.sets)
 
 
+def _scored_size(lq, args: argparse.Namespace, pipe) -> tuple[int, int]:
+    """The smallest image the search scores: the fast search's 192-pixel proxy crop (as
+    ``fast_search`` cuts it, in multiples of the VAE factor) or the whole image."""
+    h, w = lq.shape[-2:]
+    if args.method != "fast" or (h <= FAST_PROXY_SIDE and w <= FAST_PROXY_SIDE):
+        return h, w
+    f = pipe.vae_factor
+    return min(h, FAST_PROXY_SIDE) // f * f, min(w, FAST_PROXY_SIDE) // f * f
+
+
 def run_search(args: argparse.Namespace) -> int:
     from .. import io
-    from ..metrics.nr import get_metric
+    from ..metrics.nr import direction, fit_to_size, from_quality, get_metric, metric_label
     from ..pipeline import resolve_device
     from ..search import grid_search
     from ..search.fast import fast_search
@@ -211,15 +224,22 @@ def run_search(args: argparse.Namespace) -> int:
             used.add(image_path)
             table_path = image_path.with_suffix(".csv")
             lq = io.to_tensor(img.rgb)
+            try:
+                scorer, note = fit_to_size(metric, *_scored_size(lq, args, pipe))
+            except ValueError as e:
+                raise ValueError(f"{e}; restore it with --weights or --auto average") from None
+            if note:
+                bar.write(f"note: {path}: {note}", file=sys.stderr)
             if args.method == "fast":
                 result = fast_search(
                     pipe,
                     lq,
-                    metric,
+                    scorer,
                     candidates,
                     steps=args.steps,
                     seed=args.seed,
                     survivors=args.survivors,
+                    proxy_side=FAST_PROXY_SIDE,
                     tiles=tiles,
                 )
             else:
@@ -227,7 +247,7 @@ def run_search(args: argparse.Namespace) -> int:
                     pipe,
                     lq,
                     candidates,
-                    metric,
+                    scorer,
                     steps=args.steps,
                     seed=args.seed,
                     table_path=table_path,
@@ -240,9 +260,10 @@ def run_search(args: argparse.Namespace) -> int:
                 "metric": args.metric,
                 "method": args.method,
                 "best_weights": result.best_weights,
-                "best_score": result.best_score,
-                "q_lq": result.q_lq,
-                "gain": result.gain,
+                "score": from_quality(scorer, result.best_score),
+                "q_lq": from_quality(scorer, result.q_lq),
+                "direction": direction(scorer),
+                "gain": result.gain,  # how much better than the input (> 0: better)
                 "candidates": len(result.rows),
                 "computed": result.computed,
                 "reused": result.reused,
@@ -253,21 +274,28 @@ def run_search(args: argparse.Namespace) -> int:
                 "image": str(image_path),
                 "table": str(table_path) if args.method == "grid" else None,
             }
+            if note:
+                record["note"] = note
             if args.plots:
                 plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
-                title = f"{path.name}: {args.metric} along each pair of tasks (Fig. 11)"
-                if draw_tradeoffs(result.rows, plot, title=title, metric=args.metric):
+                title = f"{path.name}: {metric_label(scorer)} along each pair of tasks (Fig. 11)"
+                if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
                     record["plot"] = str(plot)
             atomic_write_text(image_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
             done += 1
             shown = ",".join(f"{k}={v:g}" for k, v in result.best_weights.items() if v)
-            bar.write(f"{path}: {shown} (Q {result.best_score:.4g}, LQ {result.q_lq:.4g})")
+            label = metric_label(scorer)
+            bar.write(
+                f"{path}: {shown} ({label} {record['score']:.4g}, input {record['q_lq']:.4g}; "
+                f"{direction(scorer)})"
+            )
         except io.ImageError as e:
             failed += 1
             bar.write(f"error: {e}", file=sys.stderr)
         except (RuntimeError, ValueError) as e:  # e.g. too small for the metric, out of memory
             failed += 1
             bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
-    summary = f"{done} searched, {failed} failed; results in {out_dir}"
+    summary = f"{done} searched, {failed} failed"
+    summary += f"; results in {out_dir}" if done else "; nothing written"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..extras import require
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         if args.autoencoder_only:
             from ..train.autoencoder import AutoencoderTrainConfig, train
 
-            train(load_yaml(AutoencoderTrainConfig, args.config), resume=args.resume)
+            cfg = load_yaml(AutoencoderTrainConfig, args.config)
+            _check_folders(args.config, {"train_dirs": cfg.train_dirs}, {"val_dir": cfg.val_dir})
+            train(cfg, resume=args.resume)
             return 0
+        require("train", "unires train")
         from ..train.diffusion import TrainConfig, export_from_checkpoint, train
 
         cfg = load_yaml(TrainConfig, args.config)
@@ -52,5 +57,45 @@ def run(args: argparse.Namespace) -> int:
     if args.export is not False:
         print(export_from_checkpoint(cfg, args.export))
         return 0
+    _check_folders(
+        args.config,
+        {"data.hq_dirs": cfg.data.hq_dirs},
+        {
+            "data.val_dir": cfg.data.val_dir,
+            "autoencoder": cfg.autoencoder,
+            "init_from": cfg.init_from,
+        },
+    )
+    lossless = cfg.model.autoencoder.space_to_depth > 0  # nothing to train or load
+    if cfg.autoencoder is None and cfg.init_from is None and not lossless:
+        raise UsageError(
+            f"{args.config}: set autoencoder: (a trained autoencoder folder) or init_from:"
+        )
     train(cfg, resume=args.resume)
     return 0
+
+
+def _check_folders(config: Path, required: dict, optional: dict) -> None:
+    """Every folder the config names exists, before any training starts: a missing one is a
+    one-line usage error naming the config field (no traceback minutes into a run)."""
+    from . import UsageError
+
+    for field, folders in required.items():
+        if not folders:
+            raise UsageError(
+                f"{config}: {field} is empty: give it folders of clean photos (e.g. the gt/ "
+                "folder that `unires degrade --samples` writes)"
+            )
+        for folder in folders:
+            if not Path(folder).is_dir():
+                raise UsageError(
+                    f"{config}: {field}: {folder}: no such folder (point it at clean photos of "
+                    "your own, e.g. the gt/ folder that `unires degrade --samples` writes)"
+                )
+    for field, folder in optional.items():
+        if folder and not Path(folder).is_dir():
+            hint = {
+                "autoencoder": " (train one: unires train --config configs/autoencoder.yaml "
+                "--autoencoder-only)",
+            }.get(field, "")
+            raise UsageError(f"{config}: {field}: {folder}: no such folder{hint}")

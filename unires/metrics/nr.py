@@ -35,9 +35,47 @@ class QualityMetric(Protocol):
         ...
 
     def quality(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores oriented so that higher is always better (e.g. -NIQE)."""
+        """Scores oriented so that higher is always better (e.g. -NIQE): for searches only;
+        whatever users see is in the metric's own convention (``from_quality``)."""
         scores = self.score(images)
         return scores if self.higher_is_better else -scores
+
+
+def from_quality(metric, quality: float) -> float:
+    """A search's internal quality (higher is better) in the metric's own convention, as
+    users read it: NIQE and PIQE positive, lower is better; MUSIQ and the like unchanged."""
+    return float(quality) if getattr(metric, "higher_is_better", True) else -float(quality)
+
+
+def direction(metric) -> str:
+    """``"lower is better"`` or ``"higher is better"``, for labels next to shown scores."""
+    return "higher is better" if getattr(metric, "higher_is_better", True) else "lower is better"
+
+
+def metric_label(metric) -> str:
+    """The metric's name as users know it (``NIQE``, ``MUSIQ``, ...)."""
+    name = str(getattr(metric, "name", "score"))
+    return _DISPLAY_NAMES.get(name.lower(), name)
+
+
+def metric_info(name: str):
+    """Name and direction of the metric called ``name`` without loading it (pyiqa's are
+    higher-is-better): for labels of results read back from files."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, higher_is_better=name.lower() not in _LOWER_IS_BETTER)
+
+
+def fit_to_size(metric, height: int, width: int):
+    """(a metric that can score ``height x width`` images, a one-line note or None).
+
+    NIQE needs two 96x96 blocks; on a smaller image it scores with the largest smaller block
+    size that fits two (64, 48 or 32: comparable between candidates of one image, not with
+    published NIQE figures), and says so. Other metrics are returned unchanged. Raises
+    ``ValueError`` where even 32x32 blocks do not fit twice.
+    """
+    fits = getattr(metric, "for_size", None)
+    return fits(height, width) if callable(fits) else (metric, None)
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -119,6 +157,8 @@ def _to_blocks(x: torch.Tensor, size: int) -> torch.Tensor:
 
 # Block size of the NIQE release (computequality.m: blocksizerow = blocksizecol = 96).
 NIQE_BLOCK_SIZE = 96
+# Smaller blocks for images under two 96x96 blocks (``NIQE.for_size``), largest first.
+NIQE_SMALL_BLOCK_SIZES = (64, 48, 32)
 
 
 @lru_cache(maxsize=1)
@@ -263,6 +303,29 @@ class NIQE(QualityMetric):
         self.crop_border = crop_border
         self.color_space = color_space
         self.block_size = block_size
+
+    def fits(self, height: int, width: int, block_size: int | None = None) -> bool:
+        """Whether an image of ``height x width`` holds the two blocks NIQE needs."""
+        size = block_size or self.block_size
+        h, w = height - 2 * self.crop_border, width - 2 * self.crop_border
+        return (h // size) * (w // size) >= 2
+
+    def for_size(self, height: int, width: int) -> tuple[NIQE, str | None]:
+        """This NIQE, or one with smaller blocks for an image too small for two of them
+        (``fit_to_size``), with a one-line note saying so."""
+        if self.fits(height, width):
+            return self, None
+        for size in NIQE_SMALL_BLOCK_SIZES:
+            if size < self.block_size and self.fits(height, width, size):
+                note = (
+                    f"{width}x{height} px is under NIQE's two {self.block_size}x"
+                    f"{self.block_size} blocks: NIQE scored with {size}x{size} blocks"
+                )
+                return NIQE(self.crop_border, self.color_space, size), note
+        raise ValueError(
+            f"{width}x{height} px is too small for NIQE (two {NIQE_SMALL_BLOCK_SIZES[-1]}x"
+            f"{NIQE_SMALL_BLOCK_SIZES[-1]} blocks at least)"
+        )
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
         images = _check_images(images)
@@ -430,6 +493,8 @@ class PyIQAMetric(QualityMetric):
 # --------------------------------------------------------------------------------------------
 
 METRIC_NAMES = ("niqe", "piqe", "musiq", "clipiqa", "maniqa")
+_DISPLAY_NAMES = {"niqe": "NIQE", "piqe": "PIQE", **_PYIQA_METRICS}
+_LOWER_IS_BETTER = ("niqe", "piqe")
 
 
 def get_metric(name: str = "niqe", device: str | torch.device = "cpu") -> QualityMetric:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..metrics.nr import direction, fit_to_size, from_quality
 from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, search_grid, validate_weights
 from .grid import lq_at_output_size
 
@@ -31,12 +32,28 @@ SEARCH_MAX_SIDE = 512
 
 @dataclass
 class AutoResult:
+    """What ``auto_weights`` chose. Scores are in the metric's own convention: NIQE is
+    positive and lower is better (``direction`` says which way is better)."""
+
     weights: dict[str, float]
-    score: float  # the metric's quality of ``image`` (higher is better)
-    q_lq: float  # the same metric on the input
+    score: float  # the metric on ``image``, e.g. NIQE
+    q_lq: float  # the same metric on the input (bicubic-upscaled for x4)
     evaluations: int  # UNet evaluations spent (one task, one latent, one step)
     seconds: float
-    image: torch.Tensor | None  # 1 x 3 x H x W restoration with ``weights``, when computed
+    image: torch.Tensor | None  # 1 x 3 x H x W restoration in [0, 1] with ``weights``
+    metric: str = "niqe"
+    direction: str = "lower is better"
+    method: str = "fast"  # the method that chose the weights (see ``note`` on a fallback)
+    note: str | None = None  # one line when the image made the search adapt, else None
+
+    def to_pil(self):
+        """The restoration as an 8-bit RGB PIL image."""
+        from PIL import Image
+
+        if self.image is None:
+            raise ValueError("this result holds no image")
+        arr = self.image[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        return Image.fromarray((arr * 255.0 + 0.5).astype("uint8"))
 
 
 def read_weight_sets(path: str | Path) -> list[dict[str, float]]:
@@ -73,6 +90,19 @@ def _quality(metric, image: torch.Tensor) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
+def _smallest_scored(lq: torch.Tensor, method: str, scale: int, options: Mapping, factor: int):
+    """(height, width) of the smallest image a method scores for ``lq``: the output-size
+    search view, or the fast search's proxy crop of it (multiples of the VAE factor)."""
+    h, w = (min(s, SEARCH_MAX_SIDE // scale) * scale for s in lq.shape[-2:])
+    if method == "fast":
+        side = options.get("proxy_side", 192)
+        if side is not None:
+            ph, pw = (side, side) if isinstance(side, int) else side
+            if ph < h or pw < w:
+                h, w = min(ph, h) // factor * factor, min(pw, w) // factor * factor
+    return h, w
+
+
 def _load_predictor(predictor):
     from .predictor import WeightPredictor
 
@@ -83,7 +113,7 @@ def _load_predictor(predictor):
 
 def auto_weights(
     pipe,
-    lq: torch.Tensor,
+    lq,
     method: str = "fast",
     *,
     metric="niqe",
@@ -96,27 +126,54 @@ def auto_weights(
     fast_options: Mapping | None = None,
     **restore_kwargs,
 ) -> AutoResult:
-    """Choose the task weights for one image ``lq`` (1 x 3 x H x W in [0, 1]).
+    """Choose the task weights for one image ``lq``: what ``UniResPipeline.__call__``
+    takes, a PIL image, an H x W x 3 array (uint8, or float in [0, 1]) or a tensor
+    (3 x H x W or 1 x 3 x H x W in [0, 1]).
 
     ``metric``: a name (``metrics.nr.get_metric``) or a metric object. ``predictor``: a
     ``WeightPredictor`` or its file (method "predict"). ``sets``: weight sets or a JSON file
-    (method "frequent"). ``progress(fraction, message)`` is called as the work advances.
-    ``fast_options`` (survivors, proxy_side) tune ``fast_search``. ``restore_kwargs``
-    (color_fix, downlq_factor, tiles, strength) go to the restorations. Searches larger than
-    ``SEARCH_MAX_SIDE`` look at a centre crop; the whole image is then restored once.
+    (method "frequent"). ``progress(fraction, message)`` is called as the work advances,
+    many times within one image. ``fast_options`` (survivors, proxy_side) tune
+    ``fast_search``. ``restore_kwargs`` (color_fix, downlq_factor, tiles, strength) go to
+    the restorations. Searches larger than ``SEARCH_MAX_SIDE`` look at a centre crop; the
+    whole image is then restored once. Images under NIQE's two 96x96 blocks are scored with
+    smaller blocks, and images too small even for those get the "average" weights; either
+    way ``result.note`` says so in one line.
+
+    Returns an ``AutoResult``: ``weights``, ``score`` and ``q_lq`` in the metric's own
+    convention (NIQE: lower is better), ``image`` (1 x 3 x H x W tensor; ``to_pil()``).
     """
+    from ..pipeline import as_image_batch
+
     if method not in AUTO_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(AUTO_METHODS)}")
-    if lq.ndim != 4 or lq.shape[0] != 1:
-        raise ValueError(f"expected one image, 1 x 3 x H x W, got {tuple(lq.shape)}")
+    lq = as_image_batch(lq)
+    if lq.shape[0] != 1:
+        raise ValueError(f"expected one image, got a batch of {lq.shape[0]}")
     t0 = time.perf_counter()
     report = progress or (lambda fraction, message: None)
     quality = _metric(metric, pipe)
     common = dict(steps=steps, seed=seed, scale=scale, **restore_kwargs)
     n_steps = steps or pipe.settings.default_steps
+    options = dict(fast_options or {}) if method == "fast" else {}
+    note = None
+    if method in ("fast", "grid", "frequent"):
+        size = _smallest_scored(lq, method, scale, options, pipe.vae_factor)
+        try:
+            quality, note = fit_to_size(quality, *size)
+        except ValueError as e:
+            note = f"{e}: no search, the paper's average weights"
+            method, quality = "average", None
+    else:
+        try:
+            quality, note = fit_to_size(quality, *lq_at_output_size(lq, scale).shape[-2:])
+        except ValueError as e:
+            note = f"{e}: no score"
+            quality = None
+    if note:
+        report(0.0, note)
     if method in ("fast", "grid", "frequent"):
         view = centre_crop(lq, SEARCH_MAX_SIDE // scale)
-        options = dict(fast_options or {}) if method == "fast" else {}
         result = _search(pipe, view, method, quality, sets, report, {**common, **options})
         weights, score, q_lq = result.best_weights, result.best_score, result.q_lq
         image, evaluations = result.best_image, result.evaluations
@@ -130,16 +187,23 @@ def auto_weights(
         weights = _load_predictor(predictor).predict(lq) if method == "predict" else AVERAGE_WEIGHTS
         report(0.1, "restoring")
         image = pipe.restore_tensor(lq, weights, **common)
-        score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
+        score = q_lq = float("nan")
+        if quality is not None:
+            score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
         evaluations = n_steps * sum(1 for v in weights.values() if v != 0.0)
     report(1.0, "done")
+    shown = quality if quality is not None else _metric(metric, pipe)
     return AutoResult(
         weights={k: v for k, v in weights.items() if v != 0.0},  # zero weights: unused
-        score=score,
-        q_lq=q_lq,
+        score=from_quality(shown, score),
+        q_lq=from_quality(shown, q_lq),
         evaluations=evaluations,
         seconds=time.perf_counter() - t0,
         image=image,
+        metric=str(getattr(shown, "name", metric)),
+        direction=direction(shown),
+        method=method,
+        note=note,
     )
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .. import io
-from ..utils import atomic_write_text
+from ..metrics.nr import direction, fit_to_size, from_quality, metric_info, metric_label
+from ..utils import atomic_write_text, plural
 from ..weights import format_weights, search_grid
 from .auto import AutoResult, auto_weights
 from .fast import grid_evaluations
@@ -63,12 +64,22 @@ def _centre(lq: torch.Tensor, crop: int | None) -> torch.Tensor:
     return lq[..., y : y + c, x : x + c]
 
 
+def _to_quality(record: dict, metric) -> dict:
+    """A record as the selectors compare it: internal quality, higher is better. Records
+    written with a ``direction`` hold the metric's own values (NIQE: lower is better)."""
+    if "direction" not in record:  # an older cache: already quality
+        return record
+    sign = -1.0 if record["direction"] == "lower is better" else 1.0
+    return {**record, "best_score": sign * record["score"], "q_lq": sign * record["q_lq"]}
+
+
 def _grid_record(pipe, lq, metric, out: Path, stem: str, steps, seed) -> dict:
-    """The reference: a plain grid search, cached as ``unires search`` would write it, with
-    its Fig. 11 trade-off curves."""
+    """The reference: a plain grid search, cached as ``unires search`` would write it (scores
+    in the metric's own convention), with its Fig. 11 trade-off curves. Returned in
+    internal quality (higher is better)."""
     path, table = out / "grid" / f"{stem}.json", out / "grid" / f"{stem}.csv"
     if path.is_file():
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = _to_quality(json.loads(path.read_text(encoding="utf-8")), metric)
     else:
         t0 = time.perf_counter()
         res = grid_search(
@@ -81,22 +92,24 @@ def _grid_record(pipe, lq, metric, out: Path, stem: str, steps, seed) -> dict:
             table_path=table,
             return_image=False,
         )
-        record = {
+        shown = {
             "input": str(out / "inputs" / f"{stem}.png"),
             "best_weights": res.best_weights,
-            "best_score": res.best_score,
-            "q_lq": res.q_lq,
+            "score": from_quality(metric, res.best_score),
+            "q_lq": from_quality(metric, res.q_lq),
+            "direction": direction(metric),
             "evaluations": res.evaluations,
             "seconds": time.perf_counter() - t0,
         }
-        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(shown, indent=2) + "\n")
+        record = _to_quality(shown, metric)
     scores = read_score_table(table)
     record["q_median"] = statistics.median(scores.values()) if scores else float("nan")
     plot = out / "grid" / f"{stem}_tradeoff.png"
     if not plot.is_file():
         rows = [ScoredCandidate(dict(k), q) for k, q in scores.items()]
-        title = f"{stem}: {getattr(metric, 'name', 'Q')} along each pair of tasks (Fig. 11)"
-        draw_tradeoffs(rows, plot, title=title, metric=f"Q ({getattr(metric, 'name', '')})")
+        title = f"{stem}: {metric_label(metric)} along each pair of tasks (Fig. 11)"
+        draw_tradeoffs(rows, plot, title=title, metric=metric)
     return record
 
 
@@ -142,10 +155,18 @@ def run_search_benchmark(
         stem = f.stem
         io.write_image(out / "inputs" / f"{stem}.png", io.from_tensor(lq))
         images[stem] = lq
-    records = {}
-    for stem, lq in images.items():
+    records, scorers = {}, {}
+    for stem, lq in list(images.items()):
+        try:  # NIQE on images under two 96x96 blocks: smaller blocks, said once
+            scorers[stem], note = fit_to_size(quality, *lq.shape[-2:])
+        except ValueError as e:
+            log(f"{stem}: skipped ({e})")
+            del images[stem]
+            continue
+        if note:
+            log(f"note: {stem}: {note}")
         log(f"grid: {stem}")
-        records[stem] = _grid_record(pipe, lq, quality, out, stem, steps, seed)
+        records[stem] = _grid_record(pipe, lq, scorers[stem], out, stem, steps, seed)
     rows: list[Row] = []
     for stem, lq in images.items():
         ref = records[stem]
@@ -167,42 +188,53 @@ def run_search_benchmark(
                 pipe,
                 lq,
                 selector,
-                metric=quality,
+                metric=scorers[stem],
                 steps=steps,
                 seed=seed,
                 predictor=chosen_predictor,
                 sets=chosen_sets,
                 fast_options=fast_options,
             )
-            rows.append(_row(stem, selector, _as_record(res), ref))
-            log(f"{selector}: {stem}: {format_weights(res.weights)} Q {res.score:.4g}")
-    summary = summarize(rows, grid_evaluations(search_grid(), steps))
+            rows.append(_row(stem, selector, _as_record(res, quality), ref))
+            log(
+                f"{selector}: {stem}: {format_weights(res.weights)} "
+                f"{metric_label(quality)} {res.score:.4g} ({res.direction})"
+            )
+    summary = summarize(rows, grid_evaluations(search_grid(), steps), quality)
     payload = {
         "metric": metric,
+        "direction": direction(quality),
         "steps": steps,
         "seed": seed,
         "crop": crop,
         "images": list(images),
         "naive_grid_evaluations": grid_evaluations(search_grid(), steps),
         "summary": summary,
-        "rows": [
-            {**asdict(r), "gain_fraction": r.gain_fraction, "gain_over_median": r.gain_over_median}
-            for r in rows
-        ],
+        "rows": [_shown_row(r, quality) for r in rows],
     }
     atomic_write_text(out / "search.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "search.md", format_markdown(payload))
     return payload
 
 
-def _as_record(res: AutoResult) -> dict:
+def _as_record(res: AutoResult, metric) -> dict:
+    """An ``auto_weights`` result (the metric's own values) in internal quality."""
     return {
         "best_weights": res.weights,
-        "best_score": res.score,
-        "q_lq": res.q_lq,
+        "best_score": from_quality(metric, res.score),
+        "q_lq": from_quality(metric, res.q_lq),
         "evaluations": res.evaluations,
         "seconds": res.seconds,
     }
+
+
+def _shown_row(r: Row, metric) -> dict:
+    """A row as written to search.json: scores in the metric's own convention."""
+    d = asdict(r)
+    for key, shown in (("q", "score"), ("q_lq", "score_lq"), ("q_grid", "score_grid")):
+        d[shown] = from_quality(metric, d.pop(key))
+    d["score_median"] = from_quality(metric, d.pop("q_median"))
+    return {**d, "gain_fraction": r.gain_fraction, "gain_over_median": r.gain_over_median}
 
 
 def _row(stem: str, selector: str, record: dict, ref: dict) -> Row:
@@ -224,7 +256,8 @@ def _mean(values) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def summarize(rows: list[Row], naive_grid: int) -> list[dict]:
+def summarize(rows: list[Row], naive_grid: int, metric=None) -> list[dict]:
+    """Per selector: mean score (the metric's own convention), gains, cost."""
     out = []
     for selector in dict.fromkeys(r.selector for r in rows):
         mine = [r for r in rows if r.selector == selector]
@@ -233,7 +266,7 @@ def summarize(rows: list[Row], naive_grid: int) -> list[dict]:
             {
                 "selector": selector,
                 "images": len(mine),
-                "mean_q": _mean([r.q for r in mine]),
+                "mean_score": from_quality(metric, _mean([r.q for r in mine])),
                 "mean_gain_fraction": _mean([r.gain_fraction for r in mine]),
                 "mean_gain_over_median": _mean([r.gain_over_median for r in mine]),
                 "evaluations_per_image": evals,
@@ -249,35 +282,39 @@ def _percent(fraction: float) -> str:
 
 
 def format_markdown(payload: dict) -> str:
+    name = metric_label(metric_info(payload["metric"]))
+    better = payload.get("direction", direction(metric_info(payload["metric"])))
     lines = [
-        f"# Weight selectors vs the full grid ({payload['metric']}, {payload['steps']} steps, "
-        f"{len(payload['images'])} images)",
+        f"# Weight selectors vs the full grid ({name}, "
+        f"{plural(payload['steps'], 'step')}, {plural(len(payload['images']), 'image')})",
         "",
-        "Q: the metric's quality, higher is better (NIQE: -NIQE). Gain: (Q - Q_LQ) / "
-        "(Q_grid - Q_LQ), averaged over the images where the grid beats the LQ (n/a: none "
-        "does). Gain over median: (Q - Q_med) / (Q_grid - Q_med), Q_med the grid's median "
-        "candidate. Evaluations: UNet evaluations (one task, one latent, one step); "
-        f"the naive grid (one restoration per candidate) needs {payload['naive_grid_evaluations']}.",
+        f"{name}: {better}. Gain: how much of the grid's improvement over the LQ a selector "
+        f"keeps, ({name}_LQ - {name}) / ({name}_LQ - {name}_grid) for a lower-is-better "
+        "metric, averaged over the images where the grid beats the LQ (n/a: none does). Gain "
+        "over median: the same against the grid's median candidate instead of the LQ. "
+        "Evaluations: UNet evaluations (one task, one latent, one step); the naive grid (one "
+        f"restoration per candidate) needs {payload['naive_grid_evaluations']}.",
         "",
-        "| selector | mean Q | gain vs grid | gain over median | UNet evals / image "
+        f"| selector | mean {name} | gain vs grid | gain over median | UNet evals / image "
         "| % of naive grid | s / image |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in payload["summary"]:
         lines.append(
-            f"| {s['selector']} | {s['mean_q']:.4f} | {_percent(s['mean_gain_fraction'])} | "
+            f"| {s['selector']} | {s['mean_score']:.4f} | {_percent(s['mean_gain_fraction'])} | "
             f"{_percent(s.get('mean_gain_over_median', float('nan')))} | "
             f"{s['evaluations_per_image']:.0f} | {100 * s['evaluations_vs_naive_grid']:.2f}% | "
             f"{s['seconds_per_image']:.1f} |"
         )
     lines += [
         "",
-        "| image | selector | weights | Q | Q_LQ | Q_grid | Q_med |",
+        f"| image | selector | weights | {name} | {name}_LQ | {name}_grid | {name}_med |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in payload["rows"]:
         lines.append(
-            f"| {r['image']} | {r['selector']} | {format_weights(r['weights'])} | {r['q']:.4f} | "
-            f"{r['q_lq']:.4f} | {r['q_grid']:.4f} | {r.get('q_median', float('nan')):.4f} |"
+            f"| {r['image']} | {r['selector']} | {format_weights(r['weights'])} | "
+            f"{r['score']:.4f} | {r['score_lq']:.4f} | {r['score_grid']:.4f} | "
+            f"{r.get('score_median', float('nan')):.4f} |"
         )
     return "\n".join(lines) + "\n"

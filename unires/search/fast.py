@@ -23,6 +23,7 @@ import torch
 
 from ..pipeline import PreparedImage
 from ..sampling.ddim import combine_task_predictions
+from ..utils import plural
 from ..weights import search_grid, validate_weights
 from .batched import CandidateSampler, decode_candidates
 from .grid import ScoredCandidate, SearchResult, lq_at_output_size
@@ -71,18 +72,26 @@ def _rung_steps(steps: int, survivors: int) -> list[int]:
     return sorted({steps * r // (rungs + 1) - 1 for r in range(1, rungs + 1)} - {-1})
 
 
-def shared_trajectory_predictions(sampler: CandidateSampler) -> list[torch.Tensor]:
+def shared_trajectory_predictions(
+    sampler: CandidateSampler, report: Callable[[int, int], None] | None = None
+) -> list[torch.Tensor]:
     """Every task's prediction at every step along ONE trajectory, that of the candidates'
     mean weights: K evaluations per step. Step 0 is exact for every candidate (all start
     at x_T); later steps stand in for each candidate's own latent, which is near the mean's.
+    ``report(done, total)`` follows the steps.
     """
     mixture = sampler.mixture
     anchor = sampler.weights.mean(dim=0).float()  # sums to 1 like every row
+    n = len(sampler.timesteps)
     preds = [mixture.first_predictions()]
+    if report is not None:
+        report(1, n)
     z = sampler.start
-    for i in range(1, len(sampler.timesteps)):
+    for i in range(1, n):
         z, _ = sampler.step(combine_task_predictions(preds[-1], anchor), i - 1, z)
         preds.append(mixture.shared_predictions(z, sampler.timesteps[i]))
+        if report is not None:
+            report(i + 1, n)
     return preds
 
 
@@ -122,8 +131,10 @@ def fast_search(
         return decode_candidates(pipe, target, latents, color_fix=color_fix, tiles=tiles)
 
     # Stage 1: every candidate along a shared trajectory (Eq. 2 is linear in w).
-    report(0.0, "shared trajectory")
-    shared = shared_trajectory_predictions(sampler)
+    shared = shared_trajectory_predictions(
+        sampler,
+        lambda i, n: report(0.1 * i / n, f"task predictions, step {i}/{n}"),
+    )
     proxy_target, box = crop_prepared(prepared, proxy_side, pipe.vae_factor)
     proxy: list[float] = []
     for s in range(0, len(omega), PROXY_CHUNK):
@@ -132,7 +143,7 @@ def fast_search(
         for i, preds in enumerate(shared):
             z, _ = sampler.step(mixture.mix(preds, rows), i, z)
         proxy += _scores(metric, decode(proxy_target, z[..., box[0], box[1]]))
-        report(0.8 * len(proxy) / len(omega), f"proxy {len(proxy)}/{len(omega)}")
+        report(0.1 + 0.7 * len(proxy) / len(omega), f"scored {len(proxy)}/{len(omega)} sets")
 
     # Stage 2: successive halving on the survivors' own trajectories.
     alive = _top(proxy, max(1, survivors))
@@ -144,7 +155,7 @@ def fast_search(
         if i in rungs and i < n_steps - 1 and len(alive) > 2:
             keep = _top(_scores(metric, decode(prepared, x0)), max(2, len(alive) // 2))
             alive, z = [alive[k] for k in keep], z[keep]
-        report(0.8 + 0.15 * i / n_steps, f"step {i + 1}/{n_steps}, {len(alive)} candidates")
+        report(0.8 + 0.15 * i / n_steps, f"step {i + 1}/{n_steps}, {plural(len(alive), 'set')}")
     images = decode(prepared, z)
     final = _scores(metric, images)
     best = _top(final, 1)[0]

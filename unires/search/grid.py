@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..metrics.nr import direction, from_quality
 from ..utils import atomic_write_text
 from ..weights import Weights, validate_weights
 from .batched import CandidateSampler, restore_in_chunks, supports_batching
 
-SCORE_COLUMN = "score"
+SCORE_COLUMN = "score"  # the quality column of tables written without a named metric
 KEY_DECIMALS = 6  # weights equal to 1e-6 are the same candidate (grid values are rounded)
 
 WeightsKey = tuple[tuple[str, float], ...]
@@ -28,13 +29,14 @@ WeightsKey = tuple[tuple[str, float], ...]
 @dataclass(frozen=True)
 class ScoredCandidate:
     weights: Weights
-    score: float  # metric quality: higher is better (NaN when the metric failed)
+    score: float  # internal quality, higher is better (NaN when the metric failed); users
+    # see ``metrics.nr.from_quality(metric, score)`` (NIQE: positive, lower is better)
 
 
 @dataclass
 class SearchResult:
     best_weights: Weights
-    best_score: float
+    best_score: float  # internal quality (higher is better): see ScoredCandidate
     best_image: torch.Tensor | None  # 1 x 3 x H x W in [0, 1]; None if not asked for
     q_lq: float  # quality of the input itself, so that the gain is best_score - q_lq
     rows: list[ScoredCandidate] = field(default_factory=list)  # in candidate order
@@ -54,33 +56,59 @@ def weights_key(weights: Mapping[str, float]) -> WeightsKey:
     return tuple(sorted((k, v + 0.0) for k, v in rounded if v != 0.0))
 
 
+def score_column(metric) -> str:
+    """The score column's header: the metric and its direction, e.g. ``niqe (lower is
+    better)``, its values in the metric's own convention; ``score`` (quality, higher is
+    better) for a metric without a name."""
+    name = getattr(metric, "name", None)
+    return f"{name} ({direction(metric)})" if name else SCORE_COLUMN
+
+
+def _quality_reader(header: str):
+    """How to turn a score column's values back into quality (higher is better)."""
+    if header == SCORE_COLUMN or header.endswith("(higher is better)"):
+        return float
+    if header.endswith("(lower is better)"):
+        return lambda text: -float(text)
+    return None
+
+
 def read_score_table(path: str | Path) -> dict[WeightsKey, float]:
-    """Scores already computed, by weight set; a missing file is an empty table."""
+    """Qualities (higher is better) already computed, by weight set; a missing file is an
+    empty table. Reads the metric's own convention (``score_column``) and older tables."""
     path = Path(path)
     if not path.is_file():
         return {}
     scores: dict[WeightsKey, float] = {}
     with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            score = row.pop(SCORE_COLUMN, None)
+        reader = csv.DictReader(f)
+        header = next((h for h in reader.fieldnames or [] if _quality_reader(h)), None)
+        if header is None:
+            return {}
+        to_quality = _quality_reader(header)
+        for row in reader:
+            score = row.pop(header, None)
             if score in (None, ""):
                 continue
             try:
                 weights = {k: float(v) for k, v in row.items() if k and v not in (None, "")}
-                scores[weights_key(weights)] = float(score)
+                scores[weights_key(weights)] = to_quality(score)
             except ValueError:
                 continue  # a damaged row is simply recomputed
     return scores
 
 
-def write_score_table(path: str | Path, rows: Sequence[ScoredCandidate]) -> None:
-    """One row per candidate: a column per task (0 where absent), then the score."""
+def write_score_table(path: str | Path, rows: Sequence[ScoredCandidate], metric=None) -> None:
+    """One row per candidate: a column per task (0 where absent), then the score in the
+    metric's own convention (NIQE: lower is better), named by ``score_column``."""
     tasks = list(dict.fromkeys(k for r in rows for k in r.weights))
+    header = score_column(metric)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*tasks, SCORE_COLUMN])
+    writer.writerow([*tasks, header])
     for r in rows:
-        writer.writerow([f"{r.weights.get(t, 0.0):g}" for t in tasks] + [repr(r.score)])
+        value = from_quality(metric, r.score) if header != SCORE_COLUMN else r.score
+        writer.writerow([f"{r.weights.get(t, 0.0):g}" for t in tasks] + [repr(value + 0.0)])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -154,7 +182,7 @@ def grid_search(
                 done = [
                     ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores
                 ]
-                write_score_table(table_path, done + _not_visited(known, done))
+                write_score_table(table_path, done + _not_visited(known, done), metric)
             bar.update(len(rows))
             if report is not None:
                 report(bar.n / max(1, len(todo)), f"{bar.n}/{len(todo)} candidates")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..metrics.nr import direction, metric_info, metric_label
 from ..tasks import PAPER_GRID_TASKS
 from ..utils import atomic_path
 from .grid import ScoredCandidate
@@ -40,12 +41,21 @@ def tradeoff_curves(
 
 
 def draw_tradeoffs(
-    rows: Sequence[ScoredCandidate], path: str | Path, *, title: str = "", metric: str = "Q"
+    rows: Sequence[ScoredCandidate], path: str | Path, *, title: str = "", metric=None
 ) -> Path | None:
-    """Write the Fig. 11 panels as one PNG; None when no pair has a curve (e.g. a fast search)."""
+    """Write the Fig. 11 panels as one PNG; None when no pair has a curve (e.g. a fast search).
+
+    ``rows`` hold the search's internal quality (higher is better); the curves show the
+    metric's own values (``metric``: the metric object or its name; NIQE: lower is better)
+    and mark each curve's best point."""
     curves = tradeoff_curves(rows)
     if not curves:
         return None
+    metric = metric_info(metric) if isinstance(metric, str) else metric
+    lower_better = metric is not None and not getattr(metric, "higher_is_better", True)
+    label = f"{metric_label(metric)} ({direction(metric)})" if metric is not None else "quality"
+    if lower_better:
+        curves = {pair: [(x, -q) for x, q in pts] for pair, pts in curves.items()}
     scores = [q for pts in curves.values() for _, q in pts]
     lo, hi = min(scores), max(scores)
     hi = hi if hi > lo else lo + 1.0
@@ -75,12 +85,12 @@ def draw_tradeoffs(
         draw.text((x0 - MARGIN + 2, y0 + h - 10), f"{lo:.3g}", fill="grey", font=font)
         line = [to_px(x, q) for x, q in pts]
         draw.line(line, fill=(30, 90, 200), width=2)
-        bx, bq = max(pts, key=lambda p: p[1])
+        bx, bq = (min if lower_better else max)(pts, key=lambda p: p[1])
         for px, py in line:
             draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=(30, 90, 200))
         px, py = to_px(bx, bq)
         draw.ellipse([px - 4, py - 4, px + 4, py + 4], outline=(200, 40, 40), width=2)
-    draw.text((8, image.height - 12), f"y: {metric} (higher is better)", fill="grey", font=font)
+    draw.text((8, image.height - 12), f"y: {label}; red: best", fill="grey", font=font)
     with atomic_path(path, suffix=".png") as tmp:
         image.save(tmp, format="PNG")
     return Path(path)

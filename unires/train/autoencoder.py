@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..config import load_yaml, to_dict
 from ..data import images
 from ..model.autoencoder import UniResAutoencoder
-from ..utils import atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, plural
 
 
 @dataclass
@@ -40,8 +40,8 @@ class AutoencoderModelConfig:
 
 @dataclass
 class AutoencoderTrainConfig:
-    train_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train-hq"])
-    val_dir: str | None = "../shared/data/val-hq"
+    train_dirs: list[str] = field(default_factory=list)  # folders of clean photos (required)
+    val_dir: str | None = None
     output_dir: str = "runs/autoencoder"
     model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
     steps: int = 3000
@@ -236,7 +236,10 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
     save_checkpoint(ckpt, model, opt, step, gen)
     export(model, sampler, out / "final")
     bar.close()
-    print(f"stopped at step {step}; autoencoder written to {out / 'final'}")
+    if stop["now"]:
+        print(f"stopped at step {step} of {cfg.steps}; autoencoder written to {out / 'final'}")
+    else:
+        print(f"finished {plural(step, 'step')}; autoencoder written to {out / 'final'}")
     return out / "final"
 
 

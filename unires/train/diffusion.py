@@ -43,14 +43,14 @@ from .ema import EMA
 
 @dataclass
 class DataConfig:
-    hq_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train-hq"])
+    hq_dirs: list[str] = field(default_factory=list)  # folders of clean photos (required)
     crop: int = 256
     task_probs: dict[str, float] = field(default_factory=lambda: dict(TRAINING_TASK_PROBS))
     prompt_augmentation: bool = True  # paper App. A.7: 1% positive, 1% negative words
     # Training degradations (validation keeps the defaults, so runs stay comparable).
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     workers: int = 2
-    val_dir: str | None = "../shared/data/val-hq"
+    val_dir: str | None = None
     val_images: int = 4
     val_crop: int = 128
 
