@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import ipaddress
 import sys
 
@@ -18,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="restore photos in a local web page",
         description="Start a web page (Gradio) to upload a photo, mix the task weights with "
         "sliders, restore and compare. Listens on localhost only unless --host says otherwise. "
-        "Needs the app extra: pip install 'unires[app]'.",
+        'Needs the app extra: pip install -e ".[app]".',
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -43,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
     from . import UsageError
 
     if not 0 <= args.port <= 65535:
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-megapixels must be positive")
     if args.queue_size < 1:
         raise UsageError("--queue-size must be at least 1")
-    if importlib.util.find_spec("gradio") is None:
-        raise UsageError("the web app needs Gradio: pip install 'unires[app]'")
+    require("app", "unires serve (the web app, Gradio)")
     if not _is_loopback(args.host):
         print(
             f"warning: listening on {args.host}: anyone who can reach this machine can use it",
