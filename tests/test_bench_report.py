@@ -92,7 +92,7 @@ def test_bench_report_is_valid_html_with_existing_files(tmp_path):
     assert len(images) == 5 + 4
     assert {"plots/psnr_per_set.png", "plots/psnr_vs_seconds.png"} <= set(checker.refs)
     text = index.read_text()
-    assert "opencv-nlm" in text and "noise (1 images, 96x64, x1)" in text
+    assert "opencv-nlm" in text and "noise (1 image, 96x64, x1)" in text
     # Rendering again replaces the report, leaving no stale files behind.
     stale = tmp_path / "report" / "gallery" / "old.png"
     stale.write_bytes(b"x")
