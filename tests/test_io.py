@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -82,6 +83,7 @@ def _expect_error(path: Path, fragment: str, **kwargs) -> ImageError:
     return info.value
 
 
+@functools.cache  # the profile's header holds its creation time: make it once
 def _srgb_icc() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

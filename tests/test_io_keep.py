@@ -8,6 +8,7 @@ can import only the core dependencies (``test_core_install_keeps_16_bit_colour``
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
@@ -56,6 +57,7 @@ def _round_trip(src: Path, out: Path, **kwargs) -> Path:
     return write_frames(out, [f.rgb for f in loaded.frames], like=loaded, **kwargs)
 
 
+@functools.cache  # the profile's header holds its creation time: make it once
 def _icc() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
