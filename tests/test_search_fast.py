@@ -300,3 +300,25 @@ def test_auto_on_an_image_too_small_for_niqe_falls_back_to_the_average(tiny_pipe
     res = auto_weights(tiny_pipe, _lq(24, 40), "fast", steps=1)
     assert res.method == "average" and "too small for NIQE" in res.note
     assert res.image.shape == (1, 3, 24, 40) and math.isnan(res.score)
+
+
+def test_grid_and_frequent_report_progress_within_the_image(tiny_pipe):
+    """Each chunk of candidates advances the bar (a disabled tqdm bar used to keep it at 0)."""
+    from unires.weights import search_grid
+
+    fractions, messages = [], []
+    lq = _lq(64, 64)
+    metric = CloseTo(tiny_pipe.restore_tensor(lq, SETS[1], steps=1, seed=0))
+    sets = search_grid()[:100]
+    auto_weights(
+        tiny_pipe,
+        lq,
+        "frequent",
+        metric=metric,
+        steps=1,
+        sets=sets,
+        progress=lambda f, m: (fractions.append(f), messages.append(m)),
+    )
+    inside = [f for f in fractions if 0 < f < 1]
+    assert len(set(inside)) >= 3 and fractions == sorted(fractions)
+    assert "scored 100/100 sets" in messages

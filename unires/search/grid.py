@@ -169,6 +169,7 @@ def grid_search(
 
     scores = {i: known[weights_key(w)] for i, w in enumerate(omega) if weights_key(w) in known}
     best_image: dict[int, torch.Tensor] = {}
+    finished = 0  # counted here: a disabled tqdm bar does not count
     with tqdm(total=len(todo), desc="searching", unit="w", disable=not progress) as bar:
         for rows, images in restorer.restore([omega[i] for i in todo]):
             for r, image in zip(rows, images, strict=True):
@@ -184,8 +185,9 @@ def grid_search(
                 ]
                 write_score_table(table_path, done + _not_visited(known, done), metric)
             bar.update(len(rows))
+            finished += len(rows)
             if report is not None:
-                report(bar.n / max(1, len(todo)), f"{bar.n}/{len(todo)} candidates")
+                report(finished / max(1, len(todo)), f"scored {finished}/{len(todo)} sets")
     rows_out = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
     best_index = _argmax([r.score for r in rows_out])  # Eq. 3-4
     best = rows_out[best_index]
