@@ -237,3 +237,12 @@ def test_train_names_a_missing_folder_of_its_config_on_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert "autoencoder: runs/tiny-autoencoder: no such folder" in err and "\n" not in err
     assert not (tmp_path / "runs" / "tiny").exists()  # nothing started
+
+
+def test_train_export_without_a_checkpoint_is_one_line(tmp_path, capsys):
+    pytest.importorskip("accelerate")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\n")
+    assert main(["train", "--config", str(config), "--export"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no checkpoint to export: train first" in err and "\n" not in err

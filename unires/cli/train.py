@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise UsageError(str(e)) from None
     if args.export is not False:
-        print(export_from_checkpoint(cfg, args.export))
+        try:
+            print(export_from_checkpoint(cfg, args.export))
+        except FileNotFoundError as e:  # no checkpoint yet: train first
+            raise UsageError(f"{e}: train first (unires train --config {args.config})") from None
         return 0
     _check_folders(
         args.config,
