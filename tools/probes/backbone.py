@@ -43,7 +43,7 @@ from unires.metrics.fr import psnr
 from unires.model.autoencoder import SpaceToDepthAutoencoder, decode_latents, encode_latents
 from unires.model.denoiser import Denoiser
 from unires.model.factory import build_model
-from unires.tasks import TRAINING_TASK_PROBS
+from unires.tasks import TRAINING_TASK_PROBS, get_task
 from unires.train.diffusion import TrainConfig, estimate_latent_statistics
 
 VAL_SIGMA = 25 / 255
@@ -119,17 +119,11 @@ def restore_one_step(denoiser: Denoiser, comps, val: dict) -> torch.Tensor:
     """One DDIM step from pure noise at the last timestep (``restore_tensor(steps=1)``)."""
     z_lq = encode_latents(comps.vae, val["lq"] * 2 - 1)
     noise = torch.randn(z_lq.shape, generator=torch.Generator().manual_seed(0))
-    context = comps.prompt_encoder.encode([_prompt(t) for t in val["task"]])
+    context = comps.prompt_encoder.encode([get_task(t).prompt for t in val["task"]])
     t = torch.full((len(z_lq),), denoiser.num_train_timesteps - 1)
     x0 = denoiser.predict_x0(noise, t, denoiser.condition(z_lq), context)
     z = denoiser.from_diffused(x0, z_lq)
     return ((decode_latents(comps.vae, z) + 1) / 2).clamp(0, 1)
-
-
-def _prompt(task: str) -> str:
-    from unires.tasks import get_task
-
-    return get_task(task).prompt
 
 
 def main() -> None:
