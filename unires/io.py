@@ -35,9 +35,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from unires.errors import one_line
 from unires.utils import atomic_path
 
 __all__ = [
+    "DATASET_SUFFIXES",
     "DEFAULT_QUALITY",
     "IMAGE_SUFFIXES",
     "BatchInput",
@@ -52,6 +54,9 @@ __all__ = [
     "default_output_suffix",
     "ensure_not_input",
     "from_tensor",
+    "is_dataset_image",
+    "list_images",
+    "load_rgb",
     "output_problem",
     "plan_batch",
     "plan_output",
@@ -65,6 +70,12 @@ __all__ = [
 
 # Suffixes a folder or glob expansion picks up.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+# Data sets (training folders, benchmark pairs) take still photos only: a GIF is a 256-colour
+# palette image, never a clean target.
+DATASET_SUFFIXES = IMAGE_SUFFIXES - {".gif"}
+# Folders of low-resolution copies that HQ data sets ship beside the HQ images
+# (DIV2K_train_LR_bicubic/X4, LSDIR's X4, ...): never training targets.
+_LR_FOLDER = re.compile(r"(^|[_-])(LR|lr)([_-]|$)|^[Xx][2-8]$")
 
 # JPEG and lossy WebP quality when none is asked for.
 DEFAULT_QUALITY = 95
@@ -133,7 +144,7 @@ class ImageError(ValueError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return _one_line(f"{self.args[0]}: {self.args[1]}")
+        return one_line(f"{self.args[0]}: {self.args[1]}")
 
 
 @dataclass(eq=False)
@@ -324,7 +335,7 @@ def _damage_reported(path: Path, fmt: str) -> Iterator[None]:
     except ImageError:
         raise
     except Exception as exc:  # PIL reports damage as OSError, SyntaxError, ValueError, ...
-        raise ImageError(path, f"truncated or corrupt {fmt} data ({_one_line(exc)})") from exc
+        raise ImageError(path, f"truncated or corrupt {fmt} data ({one_line(exc)})") from exc
 
 
 def _open_pil(path: Path) -> Image.Image:
@@ -367,7 +378,7 @@ def _seek(path: Path, im: Image.Image, index: int) -> None:
         raise ImageError(path, f"frame {index + 1} is missing (truncated file?)") from None
     except Exception as exc:
         raise ImageError(
-            path, f"truncated or corrupt {im.format} frame {index + 1} ({_one_line(exc)})"
+            path, f"truncated or corrupt {im.format} frame {index + 1} ({one_line(exc)})"
         ) from exc
 
 
@@ -404,7 +415,7 @@ def _identify_failure(path: Path) -> str:
 
 
 def _damaged_header(path: Path, exc: Exception) -> str:
-    return f"truncated or corrupt {_sniff_format(path) or 'image'} header ({_one_line(exc)})"
+    return f"truncated or corrupt {_sniff_format(path) or 'image'} header ({one_line(exc)})"
 
 
 def _sniff_format(path: Path) -> str | None:
@@ -459,7 +470,7 @@ def _decode(
     except MemoryError:
         raise ImageError(path, f"not enough memory to decode {im.width}x{im.height} px") from None
     except Exception as exc:  # PIL reports damage as OSError, SyntaxError, ValueError, ...
-        raise ImageError(path, f"truncated or corrupt {fmt} data ({_one_line(exc)})") from exc
+        raise ImageError(path, f"truncated or corrupt {fmt} data ({one_line(exc)})") from exc
 
     try:
         rgb, alpha = _split_upright(samples, orientation)
@@ -916,7 +927,7 @@ def _writing(path: Path) -> Iterator[Path]:
     except OSError as exc:
         raise ImageError(path, f"cannot write file ({_os_reason(exc)})") from exc
     except Exception as exc:  # an encoder refusing its input
-        raise ImageError(path, f"cannot encode {path.suffix} ({_one_line(exc)})") from exc
+        raise ImageError(path, f"cannot encode {path.suffix} ({one_line(exc)})") from exc
 
 
 def _as_unit_array(path: Path, values: Any, what: str) -> np.ndarray:
@@ -1173,7 +1184,7 @@ def collect_batch(
         elif path.is_dir():
             found = _images_in_folder(path, recursive=recursive, skip=out_real)
             if not found:
-                problems.append(_one_line(f"{spec}: folder contains no image files"))
+                problems.append(one_line(f"{spec}: folder contains no image files"))
             add(found, path, mirror=True)
         elif glob.has_magic(spec):
             found = []
@@ -1184,10 +1195,10 @@ def collect_batch(
                 elif p.is_file() and _is_image_name(p):
                     found.append(p)
             if not found:
-                problems.append(_one_line(f"{spec}: pattern matches no image files"))
+                problems.append(one_line(f"{spec}: pattern matches no image files"))
             add(found, _glob_root(spec), mirror=True)
         else:
-            problems.append(_one_line(f"{spec}: no such file or folder"))
+            problems.append(one_line(f"{spec}: no such file or folder"))
     return items, problems
 
 
@@ -1294,7 +1305,7 @@ def plan_batch(
                 if _owner(t, taken, sidecar) is None and t not in protected
             )
             plan.notes.append(
-                _one_line(f"{item.path}: {wanted} is the output of {owner}; writing {target}")
+                one_line(f"{item.path}: {wanted} is the output of {owner}; writing {target}")
             )
         for key in _clash_keys(target, sidecar):
             taken[key] = item.path
@@ -1422,6 +1433,54 @@ class _FileSet:
 
 
 # --------------------------------------------------------------------------------------
+# Data-set files (training folders, benchmark pairs)
+
+
+def is_dataset_image(path: Path) -> bool:
+    """True for an existing file with a ``DATASET_SUFFIXES`` suffix and no leading dot."""
+    return (
+        path.is_file() and path.suffix.lower() in DATASET_SUFFIXES and not path.name.startswith(".")
+    )
+
+
+def list_images(roots: Iterable[str | os.PathLike], skip_lr_folders: bool = True) -> list[Path]:
+    """Data-set images under ``roots`` (folders searched recursively, files taken as given),
+    sorted per root; ``skip_lr_folders`` leaves out folders of low-resolution copies
+    (``*_LR_*``, ``X4``). A missing root gives no files; never raises for one."""
+    files: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if root.is_file():
+            files.append(root)
+            continue
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).parts[:-1]
+            if skip_lr_folders and any(_LR_FOLDER.search(part) for part in rel):
+                continue
+            if is_dataset_image(p):
+                files.append(p)
+    return files
+
+
+def load_rgb(path: str | os.PathLike) -> torch.Tensor:
+    """A data-set image as a (3, H, W) float32 tensor in [0, 1]: grey, palette and alpha
+    inputs become RGB, 16-bit grey is scaled by 1/65535 (no colour management, no EXIF
+    rotation: the pixels as stored, as the training and benchmark sets were built).
+
+    Raises:
+        OSError: the file cannot be opened; PIL's ``UnidentifiedImageError`` (an ``OSError``)
+            when it is not an image.
+    """
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32) / 65535.0
+            return torch.from_numpy(np.repeat(arr[None], 3, 0).copy())
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+
+
+# --------------------------------------------------------------------------------------
 # Tensors
 
 
@@ -1448,9 +1507,5 @@ def from_tensor(t: torch.Tensor) -> np.ndarray:
 # Messages
 
 
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split()) or type(value).__name__
-
-
 def _os_reason(exc: OSError) -> str:
-    return exc.strerror or _one_line(exc)
+    return exc.strerror or one_line(exc)

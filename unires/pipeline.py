@@ -35,7 +35,7 @@ from .sampling.tiling import (
     with_oom_retry,
 )
 from .tasks import Condition, get_task
-from .weights import validate_weights
+from .weights import active_weights, validate_weights
 
 EMBEDDED_MODEL_DIR = Path(__file__).parent / "weights" / "embedded"
 
@@ -344,7 +344,7 @@ class UniResPipeline:
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         weights = validate_weights(weights or self.settings.default_weights)
-        active = {k: w for k, w in weights.items() if w != 0.0}
+        active = active_weights(weights)
         steps = steps or self.settings.default_steps
         tiles = tiles or TileSettings()
         # Encode each distinct condition image once.

@@ -6,12 +6,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from .tasks import PAPER_GRID_TASKS, get_task
 
 Weights = dict[str, float]
 
 SUM_TOLERANCE = 1e-6
+
+# The ways ``unires.search.auto.auto_weights`` chooses weights for one image (``--auto``).
+AUTO_METHODS = ("fast", "grid", "frequent", "predict", "average")
 
 # The paper's most frequent optimum on DiversePhotos (41% of images, Sec. 4.2): our default.
 MOST_FREQUENT_WEIGHTS: Weights = {"dn": -0.2, "downlq": 1.2}
@@ -59,16 +63,50 @@ def validate_weights(weights: Mapping[str, float]) -> Weights:
 
 
 def active_weights(weights: Mapping[str, float]) -> Weights:
-    """The tasks that must be evaluated: zero weights contribute nothing to Eq. 2."""
+    """The tasks that must be evaluated, in their order: zero weights contribute nothing to
+    Eq. 2. No validation; never raises."""
     return {k: v for k, v in weights.items() if v != 0.0}
 
 
-def format_weights(weights: Mapping[str, float]) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in weights.items() if v != 0.0)
+def unet_evaluations(weights: Mapping[str, float], steps: int) -> int:
+    """UNet evaluations one restoration with ``weights`` spends over ``steps`` sampling
+    steps: one per active task per step (one latent)."""
+    return steps * len(active_weights(weights))
+
+
+def format_weights(weights: Mapping[str, float], sep: str = ",") -> str:
+    """``"dn=-0.2,downlq=1.2"``: the active weights, ``sep`` between them (the form that
+    ``parse_weights`` reads back when ``sep`` is ``","``)."""
+    return sep.join(f"{k}={v:g}" for k, v in active_weights(weights).items())
 
 
 def one_hot(code: str) -> Weights:
+    """``{code: 1.0}`` for a task code or alias.
+
+    Raises:
+        ValueError: ``code`` names no task.
+    """
     return {get_task(code).code: 1.0}
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A search grid: the arguments of ``search_grid`` (paper App. A.2's by default)."""
+
+    vmin: float = -0.2
+    vmax: float = 1.2
+    step: float = 0.2
+    tasks: tuple[str, ...] = PAPER_GRID_TASKS
+    max_negative: int = 1
+
+    def points(self) -> list[Weights]:
+        """The grid's weight vectors (``search_grid``).
+
+        Raises:
+            WeightsError: the range is not a multiple of ``step``, or ``step`` does not
+                divide 1.
+        """
+        return search_grid(self.vmin, self.vmax, self.step, self.tasks, self.max_negative)
 
 
 def search_grid(

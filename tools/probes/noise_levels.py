@@ -37,13 +37,13 @@ import torch
 from unires.bench.peers import estimate_noise_sigma, estimate_noise_sigmas
 from unires.bench.quality import centre_crops
 from unires.data.hq_folder import MultiTaskDataset
-from unires.data.images import load_rgb
 from unires.degrade.defocus import DefocusConfig, disk_kernel
 from unires.degrade.noise import DenoiseNoiseConfig, SensorNoiseConfig
 from unires.degrade.recipes import DegradationConfig
 from unires.degrade.rng import generator_for
 from unires.degrade.shake import random_shake_kernel
 from unires.degrade.writer import write_degraded_set
+from unires.io import load_rgb
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
 SAMPLES = int(sys.argv[2]) if len(sys.argv) > 2 else 96

@@ -16,7 +16,15 @@ from PIL import Image
 
 from .. import io
 from ..tasks import PAPER_GRID_TASKS, get_task
-from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, Weights, one_hot, validate_weights
+from ..weights import (
+    AVERAGE_WEIGHTS,
+    MOST_FREQUENT_WEIGHTS,
+    Weights,
+    active_weights,
+    format_weights,
+    one_hot,
+    validate_weights,
+)
 from . import DEFAULT_MAX_OUTPUT_MEGAPIXELS
 
 # One slider per task of the paper's search grid (App. A.2), on the paper's range.
@@ -123,7 +131,7 @@ def weights_for_restore(weights: Mapping[str, float]) -> Weights:
             f"task weights sum to {weights_sum(weights):.2f}, not 1 (Eq. 2): "
             "press Normalise or move a slider"
         )
-    active = {c: v for c, v in weights.items() if v != 0.0}
+    active = active_weights(weights)
     if not active:
         raise AppError("all task weights are 0: pick a preset")
     exact = _round_keeping_sum(active, 1.0)
@@ -173,7 +181,7 @@ def _rounded(weights: Mapping[str, float]) -> dict[str, float]:
 
 
 def _short(weights: Mapping[str, float]) -> str:
-    return ", ".join(f"{c}={v:g}" for c, v in weights.items() if v != 0)
+    return format_weights(weights, sep=", ")
 
 
 # ---- photos -------------------------------------------------------------------------------

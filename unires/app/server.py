@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import io
-from ..cli.common import first_line
+from ..errors import first_line
 from ..utils import plural
+from ..weights import format_weights
 from . import logic
 from .logic import TASK_CODES, AppError
 
@@ -264,7 +265,7 @@ def auto(ctx: Context, path, scale_label, steps, seed, progress=None):
         message = f"automatic weights failed: {first_line(e)}"
         gr.Warning(message)
         return *keep, error_text(message)
-    shown = ", ".join(f"{c}={v:g}" for c, v in weights.items() if v)
+    shown = format_weights(weights, sep=", ")
     text = (
         f"Auto weights {shown}: {logic.quality_text(found)}, "
         f"{plural(found.evaluations, 'evaluation')} in {found.seconds:.1f} s."

@@ -30,7 +30,7 @@ from ..search.frequent import mine_frequent_sets
 from ..search.grid import grid_search, read_score_table, weights_key
 from ..tasks import PAPER_GRID_TASKS
 from ..utils import atomic_write_text
-from ..weights import Weights, format_weights, one_hot, search_grid
+from ..weights import GridSpec, Weights, active_weights, format_weights, one_hot
 from .run import BenchSet, MetricSet, _load, check_fingerprint, load_auto_weights, load_set
 
 ALL_TASKS = PAPER_GRID_TASKS  # br, sr, md, dd, dn, downlq
@@ -56,26 +56,25 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
-class GridSpec:
-    """A search row: which tasks may be non-zero, the value range, the DownLQ factor."""
+class SearchRow:
+    """A search row of Tab. 4: the grid searched (which tasks may be non-zero, the value
+    range) and the DownLQ factor of its restorations."""
 
-    tasks: tuple[str, ...] = ALL_TASKS
-    vmin: float = -0.2
-    vmax: float = 1.2
+    grid: GridSpec = GridSpec()
     downlq_factor: int = 4
 
 
 def kept_by_hash(weights: Weights, fraction: float) -> bool:
     """A fixed pseudo-random choice per weight set (same answer in every grid)."""
-    if fraction >= 1 or len([v for v in weights.values() if v != 0]) == 1:
+    if fraction >= 1 or len(active_weights(weights)) == 1:
         return True
     digest = hashlib.sha1(repr(weights_key(weights)).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def grid_candidates(spec: GridSpec, fraction: float) -> list[Weights]:
-    grid = search_grid(spec.vmin, spec.vmax, 0.2, spec.tasks)
-    return [{k: v for k, v in w.items() if v != 0} for w in grid if kept_by_hash(w, fraction)]
+def grid_candidates(spec: SearchRow, fraction: float) -> list[Weights]:
+    """The row's grid points (active weights only), ``fraction`` of them kept by hash."""
+    return [active_weights(w) for w in spec.grid.points() if kept_by_hash(w, fraction)]
 
 
 @dataclass
@@ -90,12 +89,16 @@ class AblationRow:
     per_image: dict[str, dict] = field(default_factory=dict)  # "set/image" -> weights, metrics
 
 
+def _grid_row(tasks) -> SearchRow:
+    return SearchRow(GridSpec(tasks=tuple(tasks)))
+
+
 def _row_spec() -> list[tuple[str, str, object]]:
-    """(group, setting, how) in the paper's Tab. 4 order. ``how``: a GridSpec (search), a
+    """(group, setting, how) in the paper's Tab. 4 order. ``how``: a SearchRow (search), a
     weight set (fixed), or a string naming a special row."""
     strike = [t for t in ALL_TASKS if t not in ("br", "downlq")]
     rows: list[tuple[str, str, object]] = [
-        ("UniRes", "Default: grid search [-0.2,1.2], DownLQ x4", GridSpec()),
+        ("UniRes", "Default: grid search [-0.2,1.2], DownLQ x4", SearchRow()),
         ("SR-Only", "SR=1 (SR-only model)", "sr-only:sr"),
         ("SR-Only", "DownLQ(x4)=1 (SR-only model)", "sr-only:downlq"),
     ]
@@ -103,15 +106,15 @@ def _row_spec() -> list[tuple[str, str, object]]:
         ("Single-Task", f"{t.upper() if t != 'downlq' else 'DownLQ(x4)'}=1", one_hot(t))
         for t in ALL_TASKS
     ]
-    rows.append(
-        ("Strike-Out", "Grid search w/ BR=0", GridSpec(tuple(t for t in ALL_TASKS if t != "br")))
-    )
-    rows.append(("Strike-Out", "Grid search w/ BR=0, DownLQ=0", GridSpec(tuple(strike))))
+    rows.append(("Strike-Out", "Grid search w/ BR=0", _grid_row(t for t in ALL_TASKS if t != "br")))
+    rows.append(("Strike-Out", "Grid search w/ BR=0, DownLQ=0", _grid_row(strike)))
     for t in strike:
         rest = tuple(x for x in strike if x != t)
-        rows.append(("Strike-Out", f"Grid search w/ BR=0, DownLQ=0, {t.upper()}=0", GridSpec(rest)))
-    rows.append(("DownLQ", "DownLQ(x2)", GridSpec(downlq_factor=2)))
-    rows.append(("Search Grid", "[γ,δ] changed to [0,1]", GridSpec(vmin=0.0, vmax=1.0)))
+        rows.append(
+            ("Strike-Out", f"Grid search w/ BR=0, DownLQ=0, {t.upper()}=0", _grid_row(rest))
+        )
+    rows.append(("DownLQ", "DownLQ(x2)", SearchRow(downlq_factor=2)))
+    rows.append(("Search Grid", "[γ,δ] changed to [0,1]", SearchRow(GridSpec(vmin=0.0, vmax=1.0))))
     rows.append(("Search Grid", "Most frequent sets (mined leave-one-out)", "frequent"))
     rows.append(("Search Grid", "Random Forest (skip search)", "forest"))
     rows.append(("Search Grid", "Fast search: --auto fast", "auto:fast"))
@@ -247,7 +250,7 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
     grids = {
         i: grid_candidates(how, cfg.grid_fraction)
         for i, (_, _, how) in enumerate(spec)
-        if isinstance(how, GridSpec)
+        if isinstance(how, SearchRow)
     }
     auto_fn, auto_why = load_auto_weights() if cfg.use_auto else (None, "skipped (--no-auto)")
     contexts = []
@@ -260,18 +263,18 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
     best_default: dict[str, Weights] = {}
     for n, ctx in enumerate(contexts, 1):
         for factor in sorted(
-            {how.downlq_factor for _, _, how in spec if isinstance(how, GridSpec)}
+            {how.downlq_factor for _, _, how in spec if isinstance(how, SearchRow)}
         ):
             union = _union(
                 [
                     grids[i]
                     for i, (_, _, how) in enumerate(spec)
-                    if isinstance(how, GridSpec) and how.downlq_factor == factor
+                    if isinstance(how, SearchRow) and how.downlq_factor == factor
                 ]
             )
             scores = runner.score_table(ctx, union, factor)
             for i, (_, _, how) in enumerate(spec):
-                if isinstance(how, GridSpec) and how.downlq_factor == factor:
+                if isinstance(how, SearchRow) and how.downlq_factor == factor:
                     w = _argmax(grids[i], scores)
                     _add(rows[i], ctx, w, runner.evaluate(ctx, w, factor), len(grids[i]))
                     if i == 0:

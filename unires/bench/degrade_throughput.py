@@ -44,7 +44,8 @@ class _ThroughputSet(Dataset):
         return self.length
 
     def _hq(self, index: int, gen: torch.Generator) -> torch.Tensor:
-        from ..data.images import load_rgb, random_crop
+        from ..data.crops import random_crop
+        from ..io import load_rgb
 
         if self.files:
             img = load_rgb(self.files[index % len(self.files)])
@@ -154,8 +155,8 @@ def add_bench_parser(bench: argparse._SubParsersAction) -> None:
 def run_bench_degrade(args: argparse.Namespace) -> int:
     import sys
 
-    from ..data.images import list_images
     from ..degrade.recipes import RECIPES
+    from ..io import list_images
     from ..utils import atomic_write_text
 
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]

@@ -27,6 +27,7 @@ from unires.bench.diversephotos_ids import (
     SOURCES,
     TABLE_7_COUNTS,
 )
+from unires.data.crops import centre_crop
 from unires.io import IMAGE_SUFFIXES, read_image, write_image
 from unires.utils import atomic_path
 
@@ -130,12 +131,6 @@ def pick_largest(paths: list[Path]) -> Path:
     return sorted(paths, key=lambda p: (-_pixel_count(p), str(p)))[0]
 
 
-def centre_crop(rgb: np.ndarray, side: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    top, left = (height - side) // 2, (width - side) // 2
-    return rgb[top : top + side, left : left + side]
-
-
 def resize_bicubic(rgb: np.ndarray, side: int) -> np.ndarray:
     """PIL bicubic on the 8-bit samples, as App. B.1 specifies a bicubic resize."""
     pixels = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -149,7 +144,7 @@ def to_x1(source: str, rgb: np.ndarray) -> np.ndarray:
         if min(height, width) < X1_SIDE:
             # Upscaling would add a degradation the listing did not choose: skip instead.
             raise ValueError(f"{width}x{height} is smaller than {X1_SIDE} on a side")
-        return centre_crop(rgb, X1_SIDE)
+        return centre_crop(rgb, X1_SIDE, axes=(0, 1))
     if (height, width) != (LIVE_SIDE, LIVE_SIDE):
         raise ValueError(f"{width}x{height}, expected {LIVE_SIDE}x{LIVE_SIDE}")
     return resize_bicubic(rgb, X1_SIDE)
@@ -217,7 +212,7 @@ def _build_one(
         try:
             x1 = to_x1(source, read_image(src).rgb)
             write_image(x1_path, x1)
-            write_image(x4_path, centre_crop(x1, X4_SIDE))
+            write_image(x4_path, centre_crop(x1, X4_SIDE, axes=(0, 1)))
         except ValueError as exc:  # ImageError included: unreadable input or failed write
             return f"not usable: {src}: {getattr(exc, 'reason', exc)}"
         result.written += 1

@@ -16,7 +16,6 @@ import io
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import DATASET_SUFFIXES
 from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
 from ..utils import atomic_write_bytes, atomic_write_text, plural
-from ..weights import Weights, format_weights, one_hot
+from ..weights import AUTO_METHODS, Weights, format_weights, one_hot
 from .peers import Peer, available_peers
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # (column, higher is better) of the tables; extras (LPIPS, MUSIQ, ...) are added when present.
 BASE_METRICS = (("psnr", True), ("ssim", True), ("ms_ssim", True), ("niqe", False))
 METRIC_LABELS = {
@@ -92,7 +91,7 @@ def load_set(folder: Path, limit: int | None = None) -> BenchSet:
 
     def images(sub: str) -> dict[str, Path]:
         files = (folder / sub).iterdir()
-        return {p.stem: p for p in sorted(files) if p.suffix.lower() in IMAGE_SUFFIXES}
+        return {p.stem: p for p in sorted(files) if p.suffix.lower() in DATASET_SUFFIXES}
 
     gts = images("gt")
     pairs = [Pair(stem, lq, gts[stem]) for stem, lq in images("lq").items() if stem in gts]
@@ -184,11 +183,11 @@ def build_methods(cfg: RunConfig, scale: int, peer_cache: dict) -> tuple[list[Me
             unavailable[name] = f"no such peer at x{scale}"
     if cfg.auto:
         auto_fn, why = load_auto_weights()
-        known = getattr(sys.modules.get("unires.search.auto"), "AUTO_METHODS", None)
+        known = AUTO_METHODS
         for selector in cfg.auto:
             if auto_fn is None:
                 unavailable[f"auto {selector}"] = why
-            elif known is not None and selector not in known:
+            elif selector not in known:
                 unavailable[f"auto {selector}"] = f"unknown selector (have {', '.join(known)})"
             else:
                 methods.append(Method(f"auto {selector}", "auto", auto=selector))

@@ -11,15 +11,15 @@ import argparse
 import sys
 
 from . import bench, convert, degrade, demo, diversephotos, restore, search, serve, train
+from .common import UsageError
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 COMMANDS = (restore, demo, search, degrade, diversephotos, train, convert, bench, serve)
 
 
-class UsageError(Exception):
-    """Bad arguments: reported on one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``unires`` parser with every sub-command registered."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(
@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``unires`` command; returns its exit code (0 ok, 1 some inputs failed, 2 usage,
+    130 interrupted). A ``UsageError`` or ``MissingExtra`` becomes one line on stderr.
+
+    Raises:
+        SystemExit: from argparse (``--help``, bad flags) and from a model that does not load.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..extras import MissingExtra

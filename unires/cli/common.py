@@ -1,18 +1,25 @@
-"""Arguments shared by the commands that load a model."""
+"""What the commands share: the usage error, the model arguments, loading the model.
+
+Errors: a command raises ``UsageError`` for bad arguments; ``unires.cli.main`` prints it as one
+line (``unires COMMAND: error: ...``) and exits 2. ``load_pipeline_or_exit`` exits 2 itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..errors import first_line
 
-def first_line(err: BaseException) -> str:
-    """An exception as one line (its first), for per-file error reports."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+__all__ = ["UsageError", "add_model_arguments", "load_pipeline_or_exit", "tile_settings_from_args"]
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit code 2."""
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add --model, --device, --dtype, --tile and --tile-overlap to ``p``."""
     g = p.add_argument_group("model and device")
     g.add_argument("--model", metavar="PATH", help="UniRes model folder (default: embedded)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -28,13 +35,18 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def tile_settings_from_args(args: argparse.Namespace):
+    """The ``pipeline.TileSettings`` that --tile and --tile-overlap ask for."""
     from ..pipeline import TileSettings
 
     return TileSettings(latent_tile=args.tile, latent_overlap=args.tile_overlap)
 
 
 def load_pipeline_or_exit(args: argparse.Namespace):
-    """Load the model; a missing or broken model is a one-line error, exit code 2."""
+    """Load the model of --model / --device / --dtype.
+
+    Raises:
+        SystemExit: code 2, after one line on stderr, for a missing or broken model.
+    """
     from ..model.bundle import ModelFolderError
     from ..pipeline import EmbeddedModelMissing, UniResPipeline
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import first_line
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = convert_stable_diffusion(args.source, args.output)
     except (ModelFolderError, OSError) as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+        raise UsageError(first_line(e)) from None
     print(f"UniRes model written to {out}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import first_line
 from ..utils import plural
 
 RECIPE_NAMES = (
@@ -55,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _usage_error(message: str) -> int:
+    # Called without ``unires.cli.main`` too (tests): the one line is printed here.
     print(f"unires degrade: error: {message}", file=sys.stderr)
     return 2
 
@@ -91,7 +93,7 @@ def _degrade(args: argparse.Namespace) -> int:
         try:
             cfg = load_yaml(DegradationConfig, args.config)
         except (OSError, ConfigError, TypeError, ValueError) as e:
-            return _usage_error(f"{args.config}: {str(e).splitlines()[0]}")
+            return _usage_error(f"{args.config}: {first_line(e)}")
 
     def problem(file: str, message: str) -> None:
         print(f"{file}: {message}", file=sys.stderr)

@@ -9,14 +9,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..weights import AUTO_METHODS
 from .common import (
     add_model_arguments,
     first_line,
     load_pipeline_or_exit,
     tile_settings_from_args,
 )
-
-AUTO_CHOICES = ("fast", "grid", "frequent", "predict", "average")  # search.auto.AUTO_METHODS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--auto",
-        choices=AUTO_CHOICES,
+        choices=AUTO_METHODS,
         help="choose the weights per image: fast (proxy + halving over the paper grid), grid "
         "(all 1512), frequent (--sets), predict (--predictor), average; the chosen weights "
         "are printed and written beside the output as <name>.weights.json with the metric's "

@@ -18,8 +18,9 @@ from torch.utils.data import Dataset
 
 from ..degrade.recipes import DegradationConfig, degrade_for_task
 from ..degrade.rng import generator_for
+from ..io import list_images, load_rgb
 from ..tasks import TRAINING_TASK_PROBS, get_task
-from .images import list_images, load_rgb, pad_to, random_crop
+from .crops import centre_crop, pad_to, random_crop
 from .task_sampling import (
     NEGATIVE_PROMPT_PROB,
     POSITIVE_PROMPT_PROB,
@@ -29,14 +30,12 @@ from .task_sampling import (
 )
 
 
-def centre_crop(img: torch.Tensor, size: int) -> tuple[torch.Tensor, dict]:
+def _centre_crop_item(img: torch.Tensor, size: int) -> tuple[torch.Tensor, dict]:
+    """The centre ``size`` crop of (3, H, W) (padded first where smaller) and its record."""
     img = pad_to(img, size)
     h, w = img.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return img[:, top : top + size, left : left + size].contiguous(), {
-        "crop": [top, left, size],
-        "flip": False,
-    }
+    record = {"crop": [(h - size) // 2, (w - size) // 2, size], "flip": False}
+    return centre_crop(img, size).contiguous(), record
 
 
 class MultiTaskDataset(Dataset):
@@ -106,7 +105,7 @@ class MultiTaskDataset(Dataset):
         if self.random_crop:
             (hq,), crop = random_crop([img], self.crop, gen, self.flip)
         else:
-            hq, crop = centre_crop(img, self.crop)
+            hq, crop = _centre_crop_item(img, self.crop)
         drawn = sample_task(gen, self.task_probs)  # drawn even if forced: same stream
         task = get_task(task).code if task else drawn
         lq, (params,) = degrade_for_task(task, hq[None], gen, self.degradation)

@@ -19,8 +19,9 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..degrade.rng import generator_for
+from ..io import is_dataset_image, list_images, load_rgb
 from ..tasks import get_task
-from .images import is_image, list_images, load_rgb, random_crop
+from .crops import random_crop
 from .task_sampling import NEGATIVE_PROMPT_PROB, POSITIVE_PROMPT_PROB, augment_quality_prompt
 
 
@@ -37,7 +38,7 @@ class LayoutError(ValueError):
 
 
 def _images(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(folder.iterdir()) if is_image(p)}
+    return {p.name: p for p in sorted(folder.iterdir()) if is_dataset_image(p)}
 
 
 def _match_by_name(lq_dir: Path, hq_dir: Path, task: str, source: str) -> list[Pair]:

@@ -13,16 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..extras import require
+from .crops import centre_crop
 
 SAMPLE_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 SAMPLE_SIDE = 256
-
-
-def centre_crop(rgb: np.ndarray, side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ch, cw = min(side, h), min(side, w)
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return rgb[y : y + ch, x : x + cw]
 
 
 def sample_photos(side: int = SAMPLE_SIDE) -> dict[str, np.ndarray]:
@@ -30,7 +24,7 @@ def sample_photos(side: int = SAMPLE_SIDE) -> dict[str, np.ndarray]:
     require("demo", "the sample photos")
     from skimage import data
 
-    return {name: centre_crop(getattr(data, name)(), side) for name in SAMPLE_NAMES}
+    return {name: centre_crop(getattr(data, name)(), side, axes=(0, 1)) for name in SAMPLE_NAMES}
 
 
 def write_sample_photos(folder: str | Path, side: int = SAMPLE_SIDE) -> list[Path]:

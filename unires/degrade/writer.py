@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.images import list_images, load_rgb
+from ..errors import first_line
+from ..io import list_images, load_rgb
 from ..utils import atomic_write_bytes, atomic_write_text
 from .jpeg import to_uint8_hwc
 from .recipes import RECIPES, DegradationConfig, run_recipe
@@ -54,11 +55,6 @@ def pair_names(files: list[Path], root: Path) -> dict[Path, str]:
         p: (base(p, True) if plain.count(name) > 1 else name)
         for p, name in zip(files, plain, strict=True)
     }
-
-
-def _one_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def _worker_init() -> None:
@@ -96,7 +92,7 @@ def _write_image_pairs(job: _Job) -> tuple[int, int, str | None]:
     try:
         hq = _crop_to_multiple(load_rgb(job.path), job.scale)
     except Exception as e:  # unreadable or truncated file: report it, go on with the others
-        return 0, 0, f"cannot read image: {_one_line(e)}"
+        return 0, 0, f"cannot read image: {first_line(e, with_type=True)}"
     h, w = hq.shape[-2:]
     if min(h, w) < 4 * job.scale:
         return 0, 0, f"too small ({w}x{h}) for scale {job.scale}"
@@ -121,7 +117,7 @@ def _write_image_pairs(job: _Job) -> tuple[int, int, str | None]:
                 lq_dir / f"{stem}.json", json.dumps(sidecar, indent=1, sort_keys=True) + "\n"
             )
     except Exception as e:  # a recipe bug on one image must not stop a long run
-        return 0, 0, f"degradation failed: {_one_line(e)}"
+        return 0, 0, f"degradation failed: {first_line(e, with_type=True)}"
     return len(todo), job.per_image - len(todo), None
 
 

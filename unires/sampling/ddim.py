@@ -15,6 +15,8 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
+from ..weights import active_weights
+
 if TYPE_CHECKING:
     from ..model.denoiser import Denoiser
 
@@ -71,7 +73,7 @@ class TaskMixture:
         weights: Mapping[str, float],
     ):
         self.denoiser = denoiser
-        self.tasks = [k for k, w in weights.items() if w != 0.0]
+        self.tasks = list(active_weights(weights))
         if not self.tasks:
             raise ValueError("all task weights are zero")
         self.cond = torch.stack([cond_latents[k] for k in self.tasks])

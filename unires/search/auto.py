@@ -19,11 +19,19 @@ from pathlib import Path
 
 import torch
 
+from ..data.crops import centre_crop
 from ..metrics.nr import direction, fit_to_size, from_quality
-from ..weights import AVERAGE_WEIGHTS, MOST_FREQUENT_WEIGHTS, search_grid, validate_weights
+from ..weights import (
+    AUTO_METHODS,
+    AVERAGE_WEIGHTS,
+    MOST_FREQUENT_WEIGHTS,
+    active_weights,
+    search_grid,
+    unet_evaluations,
+    validate_weights,
+)
 from .grid import lq_at_output_size
 
-AUTO_METHODS = ("fast", "grid", "frequent", "predict", "average")
 Progress = Callable[[float, str], None]
 # Searches look at a centre crop of at most this many output pixels a side:
 # large photos stay fast and fit in memory; the full image is then restored once.
@@ -181,7 +189,7 @@ def auto_weights(
             report(0.95, "restoring the whole image")
             image = pipe.restore_tensor(lq, weights, **common)
             score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
-            evaluations += n_steps * sum(1 for v in weights.values() if v != 0.0)
+            evaluations += unet_evaluations(weights, n_steps)
     else:
         report(0.0, "choosing weights")
         weights = _load_predictor(predictor).predict(lq) if method == "predict" else AVERAGE_WEIGHTS
@@ -190,11 +198,11 @@ def auto_weights(
         score = q_lq = float("nan")
         if quality is not None:
             score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
-        evaluations = n_steps * sum(1 for v in weights.values() if v != 0.0)
+        evaluations = unet_evaluations(weights, n_steps)
     report(1.0, "done")
     shown = quality if quality is not None else _metric(metric, pipe)
     return AutoResult(
-        weights={k: v for k, v in weights.items() if v != 0.0},  # zero weights: unused
+        weights=active_weights(weights),  # zero weights: unused
         score=from_quality(shown, score),
         q_lq=from_quality(shown, q_lq),
         evaluations=evaluations,
@@ -205,13 +213,6 @@ def auto_weights(
         method=method,
         note=note,
     )
-
-
-def centre_crop(lq: torch.Tensor, max_side: int) -> torch.Tensor:
-    h, w = lq.shape[-2:]
-    ch, cw = min(h, max_side), min(w, max_side)
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return lq[..., y : y + ch, x : x + cw]
 
 
 def _search(pipe, lq, method, quality, sets, report, common):

@@ -26,7 +26,7 @@ from ..sampling.ddim import (
     strength_timesteps,
 )
 from ..tasks import get_task
-from ..weights import validate_weights
+from ..weights import active_weights, validate_weights
 
 if TYPE_CHECKING:
     from ..model.denoiser import Denoiser
@@ -40,7 +40,7 @@ DECODE_BATCH = 8
 def weight_matrix(weight_sets: Sequence[Mapping[str, float]]) -> tuple[list[str], torch.Tensor]:
     """The tasks used by any set (first-seen order) and the N x K matrix of weights."""
     clean = [validate_weights(w) for w in weight_sets]
-    tasks = list(dict.fromkeys(k for w in clean for k, v in w.items() if v != 0.0))
+    tasks = list(dict.fromkeys(k for w in clean for k in active_weights(w)))
     rows = [[w.get(k, 0.0) for k in tasks] for w in clean]
     return tasks, torch.tensor(rows, dtype=torch.float64).reshape(len(clean), len(tasks))
 
@@ -236,11 +236,18 @@ def restore_in_chunks(
     color_fix: str | None = "adain",
     tiles=None,
     chunk: int = 4 * DECODE_BATCH,
+    share: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[range, torch.Tensor]]:
     """Yield (candidate indices, their images) ``chunk`` candidates at a time, so that callers
-    can save progress; the first step is shared by all chunks (``sampler.evaluations``)."""
+    can save progress; the first step is shared by all chunks (``sampler.evaluations``).
+
+    ``share`` = (index, count): only every count-th chunk from the index-th, for one of
+    ``count`` processes splitting the candidates (``unires.parallel``). The chunks are the
+    same whatever the count, so each candidate's image is the same bits as in one process.
+    """
     n = len(sampler.weights)
-    for s in range(0, n, chunk):
+    index, count = share
+    for s in range(index * chunk, n, count * chunk):
         rows = range(s, min(n, s + chunk))
         latents = sampler.run(rows)
         yield (

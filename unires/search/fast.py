@@ -24,7 +24,7 @@ import torch
 from ..pipeline import PreparedImage
 from ..sampling.ddim import combine_task_predictions
 from ..utils import plural
-from ..weights import search_grid, validate_weights
+from ..weights import search_grid, unet_evaluations, validate_weights
 from .batched import CandidateSampler, decode_candidates
 from .grid import ScoredCandidate, SearchResult, lq_at_output_size
 
@@ -34,7 +34,7 @@ PROXY_CHUNK = 32
 
 def grid_evaluations(candidates: Sequence[Mapping[str, float]], steps: int) -> int:
     """UNet evaluations of the plain grid search: every candidate's active tasks, every step."""
-    return steps * sum(sum(1 for v in w.values() if v != 0.0) for w in candidates)
+    return sum(unet_evaluations(w, steps) for w in candidates)
 
 
 def crop_prepared(

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..metrics.nr import direction, from_quality
 from ..utils import atomic_write_text
-from ..weights import Weights, validate_weights
+from ..weights import Weights, unet_evaluations, validate_weights
 from .batched import CandidateSampler, restore_in_chunks, supports_batching
 
 SCORE_COLUMN = "score"  # the quality column of tables written without a named metric
@@ -247,7 +247,7 @@ class CandidateRestorer:
 
     def restore_one(self, weights: Weights) -> torch.Tensor:
         steps = self.steps or _default_steps(self.pipe)
-        self.evaluations += steps * sum(1 for v in weights.values() if v != 0.0)
+        self.evaluations += unet_evaluations(weights, steps)
         return self.pipe.restore_tensor(
             self.lq, weights, steps=self.steps, seed=self.seed, **self.kwargs
         )

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..metrics.nr import direction, metric_info, metric_label
 from ..tasks import PAPER_GRID_TASKS
 from ..utils import atomic_path
+from ..weights import active_weights
 from .grid import ScoredCandidate
 
 PANEL_W, PANEL_H, MARGIN = 240, 180, 34
@@ -26,7 +27,7 @@ def pair_curve(rows: Sequence[ScoredCandidate], a: str, b: str) -> list[tuple[fl
     """(w_a, Q) for the candidates that use only tasks a and b, sorted by w_a."""
     points = {}
     for r in rows:
-        support = {k for k, v in r.weights.items() if v != 0.0}
+        support = set(active_weights(r.weights))
         if support <= {a, b} and support and math.isfinite(r.score):
             points[round(r.weights.get(a, 0.0), 6)] = r.score
     return sorted(points.items())

@@ -21,9 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tasks import PAPER_GRID_TASKS
 from ..utils import atomic_path
-from ..weights import Weights, search_grid
+from ..weights import GridSpec, Weights, active_weights
 
 FORMAT_VERSION = 1
 FEATURE_NAMES = (
@@ -151,20 +150,6 @@ def image_features(image: torch.Tensor) -> np.ndarray:
 
 # ---- the model -----------------------------------------------------------------------------
 @dataclass
-class GridSpec:
-    """The search grid the predictions are snapped to (``weights.search_grid``'s arguments)."""
-
-    vmin: float = -0.2
-    vmax: float = 1.2
-    step: float = 0.2
-    tasks: tuple[str, ...] = PAPER_GRID_TASKS
-    max_negative: int = 1
-
-    def points(self) -> list[Weights]:
-        return search_grid(self.vmin, self.vmax, self.step, self.tasks, self.max_negative)
-
-
-@dataclass
 class WeightPredictor:
     """A fitted forest (image features -> one weight per grid task) and its grid."""
 
@@ -208,7 +193,7 @@ def project_to_grid(vector: Sequence[float], grid: GridSpec) -> Weights:
     points = grid.points()
     matrix = np.array([[p[t] for t in grid.tasks] for p in points])
     best = int(np.argmin(((matrix - np.asarray(vector)[None]) ** 2).sum(axis=1)))
-    return {t: v for t, v in points[best].items() if v != 0.0}
+    return active_weights(points[best])
 
 
 def fit_predictor(

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import io
 from ..config import load_yaml, to_dict
-from ..data import images
 from ..model.autoencoder import UniResAutoencoder
 from ..utils import atomic_path, atomic_write_text, plural
 
@@ -61,7 +61,7 @@ class AutoencoderTrainConfig:
 
 def load_rgb(path: Path) -> torch.Tensor:
     """uint8 3xHxW (kept as bytes: the whole training set is held in memory)."""
-    return (images.load_rgb(path) * 255).round().to(torch.uint8)
+    return (io.load_rgb(path) * 255).round().to(torch.uint8)
 
 
 class CropSampler:
@@ -121,7 +121,7 @@ def light_degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.T
 
 
 def psnr_on_folder(model: UniResAutoencoder, folder: str | Path) -> float:
-    files = images.list_images([folder])
+    files = io.list_images([folder])
     values = []
     model.eval()
     with torch.no_grad():
@@ -191,7 +191,7 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from step {step}")
-    sampler = CropSampler(images.list_images(cfg.train_dirs), cfg.crop)
+    sampler = CropSampler(io.list_images(cfg.train_dirs), cfg.crop)
     print(f"{len(sampler.images)} training images (with half-scale copies)")
     if step == 0 and cfg.model.linear_skip:
         pca_gen = torch.Generator().manual_seed(cfg.seed + 99)
