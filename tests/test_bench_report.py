@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from unires.bench.ablations import AblationResult, AblationRow, _row_spec, check_claims
-from unires.bench.report import bar_chart, write_ablation_report, write_bench_report
+from unires.bench.plots import bar_chart
+from unires.bench.report import write_ablation_report, write_bench_report
 from unires.bench.run import RunConfig, run_bench
 from unires.degrade.writer import write_degraded_set
 

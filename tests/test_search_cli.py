@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from unires.bench.plots import draw_tradeoffs, tradeoff_curves
 from unires.cli import main
 from unires.search.grid import ScoredCandidate
-from unires.search.plots import draw_tradeoffs, tradeoff_curves
 from unires.weights import search_grid, validate_weights
 
 
@@ -130,8 +130,8 @@ def test_tradeoff_curves_are_fig11_pairs(tmp_path):
 
 
 def test_bench_summary_gain_fraction():
+    from unires.bench.search import Row, _shown_row, format_markdown, summarize
     from unires.metrics.nr import metric_info
-    from unires.search.bench import Row, _shown_row, format_markdown, summarize
 
     niqe = metric_info("niqe")  # rows hold the search's quality, -NIQE
 
@@ -178,7 +178,7 @@ def test_bench_search_end_to_end_on_a_tiny_model(tiny_pipe, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from unires.search.bench import run_search_benchmark
+    from unires.bench.search import run_search_benchmark
     from unires.search.grid import read_score_table
 
     rng = np.random.default_rng(0)

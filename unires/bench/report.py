@@ -1,8 +1,8 @@
 """HTML reports of ``unires bench run`` / ``unires bench ablations``: a self-contained folder
 (``index.html``, ``plots/*.png``, ``gallery/**.png``) that opens in a browser from anywhere.
 
-Plots are drawn with PIL (no matplotlib needed): a metric per degradation type (grouped bars),
-quality vs seconds per image (log-scale x), and for ablations a bar per row. The gallery shows
+Plots (``bench.plots``): a metric per degradation type (grouped bars), quality vs seconds per
+image (log-scale x), and for ablations a bar per row. The gallery shows
 the same zoomed crop of each method side by side: LQ | peers | one-hot | weights and --auto | GT.
 """
 
@@ -14,19 +14,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from ..metrics.nr import direction, metric_info, metric_label
 from ..utils import atomic_write_text, plural
+from .plots import bar_chart, scatter_chart
 from .run import METRIC_LABELS, BenchResult, SummaryRow, higher_is_better, metric_columns
 
-# matplotlib's tab20: paired dark/light hues, distinct enough for 20 methods.
-PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
-]  # fmt: skip
 CROP = 96  # side of the gallery crop, in GT pixels
 ZOOM = 2  # nearest-neighbour zoom of the crops
 GALLERY_IMAGES = 3  # images per set in the gallery
@@ -41,124 +35,6 @@ tr.block td { background: #eee; font-weight: bold; text-align: left; }
 .gallery td { text-align: center; font-size: 12px; vertical-align: top; }
 .note { color: #666; font-size: 13px; }
 """
-
-
-# ---- drawing ------------------------------------------------------------------------------
-
-
-FONT_FILE = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # used when present
-
-
-def _font() -> ImageFont.ImageFont:
-    try:
-        return ImageFont.truetype(FONT_FILE, 11)
-    except OSError:  # no DejaVu: PIL's own font
-        return ImageFont.load_default()
-
-
-def _text(draw: ImageDraw.ImageDraw, xy, text: str, fill=(0, 0, 0)) -> None:
-    draw.text(xy, text, fill=fill, font=_font())
-
-
-def _nice_range(values: list[float]) -> tuple[float, float]:
-    lo, hi = min(values), max(values)
-    if lo == hi:
-        lo, hi = lo - 1, hi + 1
-    pad = (hi - lo) * 0.1
-    return lo - pad, hi + pad
-
-
-def bar_chart(
-    path: Path, title: str, groups: list[str], series: list[str], values: dict[tuple, float]
-) -> Path:
-    """Grouped bars: one group per x label, one bar (colour) per series; missing values skipped.
-
-    ``values[(series, group)]``. The y axis starts at the data's padded minimum, not at 0:
-    differences of a few tenths of a dB must stay visible."""
-    finite = [v for v in values.values() if v is not None and math.isfinite(v)]
-    per_group = 12 * max(1, len(series)) + 24  # 12-pixel bars: 20 methods x 6 sets fit
-    width, height, left, bottom, top = max(420, 80 + per_group * len(groups)), 380, 60, 40, 30
-    img_h = max(height, top + 14 * len(series) + 10)  # the legend sits to the right
-    img = Image.new("RGB", (width + 220, img_h), "white")
-    draw = ImageDraw.Draw(img)
-    _text(draw, (left, 8), title)
-    if not finite:
-        _text(draw, (left, top + 20), "no values")
-        img.save(path)
-        return path
-    lo, hi = _nice_range(finite)
-    plot_h = height - top - bottom
-
-    def y_of(v: float) -> float:
-        return top + plot_h * (1 - (v - lo) / (hi - lo))
-
-    draw.line([(left, top), (left, height - bottom), (width, height - bottom)], fill=(0, 0, 0))
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        y = y_of(v)
-        draw.line([(left - 4, y), (left, y)], fill=(0, 0, 0))
-        _text(draw, (4, y - 6), f"{v:.3g}")
-    group_w = (width - left - 10) / max(1, len(groups))
-    bar_w = max(2.0, group_w * 0.8 / max(1, len(series)))
-    for g, group in enumerate(groups):
-        x0 = left + 5 + g * group_w + group_w * 0.1
-        for s, name in enumerate(series):
-            v = values.get((name, group))
-            if v is None or not math.isfinite(v):
-                continue
-            colour = PALETTE[s % len(PALETTE)]
-            draw.rectangle(
-                [x0 + s * bar_w, y_of(v), x0 + (s + 1) * bar_w - 1, height - bottom], fill=colour
-            )
-        _text(draw, (x0, height - bottom + 6), group[:14])
-    for s, name in enumerate(series):  # legend to the right
-        y = top + 14 * s
-        draw.rectangle([width + 10, y + 2, width + 20, y + 12], fill=PALETTE[s % len(PALETTE)])
-        _text(draw, (width + 25, y), name[:30])
-    img.save(path)
-    return path
-
-
-def scatter_chart(
-    path: Path, title: str, points: list[tuple[str, float, float]], x_label: str, y_label: str
-) -> Path:
-    """Labelled points (label, x, y) with a log10 x axis (seconds span 1000x)."""
-    pts = [(lab, x, y) for lab, x, y in points if x > 0 and math.isfinite(x) and math.isfinite(y)]
-    width, height, left, bottom, top = 640, 400, 60, 40, 30
-    img = Image.new("RGB", (width + 240, max(height, top + 14 * len(points) + 10)), "white")
-    draw = ImageDraw.Draw(img)
-    _text(draw, (left, 8), title)
-    if not pts:
-        _text(draw, (left, top + 20), "no values")
-        img.save(path)
-        return path
-    xlo, xhi = _nice_range([math.log10(x) for _, x, _ in pts])
-    ylo, yhi = _nice_range([y for _, _, y in pts])
-
-    def xy(x: float, y: float) -> tuple[float, float]:
-        px = left + (width - left - 10) * (math.log10(x) - xlo) / (xhi - xlo)
-        py = top + (height - top - bottom) * (1 - (y - ylo) / (yhi - ylo))
-        return px, py
-
-    draw.line([(left, top), (left, height - bottom), (width, height - bottom)], fill=(0, 0, 0))
-    for k in range(5):
-        lx = xlo + (xhi - xlo) * k / 4
-        px, _ = xy(10**lx, ylo)
-        _text(draw, (px - 10, height - bottom + 6), f"{10**lx:.2g}")
-        y = ylo + (yhi - ylo) * k / 4
-        _, py = xy(10**xlo, y)
-        _text(draw, (4, py - 6), f"{y:.3g}")
-    _text(draw, (width - 160, height - 16), x_label)
-    _text(draw, (left + 4, top), y_label)
-    for i, (label, x, y) in enumerate(pts):
-        px, py = xy(x, y)
-        colour = PALETTE[i % len(PALETTE)]
-        draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
-        ly = top + 14 * i
-        draw.ellipse([width + 10, ly + 3, width + 18, ly + 11], fill=colour)
-        _text(draw, (width + 24, ly), label[:34])
-    img.save(path)
-    return path
 
 
 # ---- gallery ------------------------------------------------------------------------------

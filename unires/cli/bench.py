@@ -425,8 +425,8 @@ def add_search_parser(bench: argparse._SubParsersAction) -> None:
 
 def run_search_bench(args: argparse.Namespace) -> int:
     from .. import io
+    from ..bench.search import run_search_benchmark
     from ..search.auto import AUTO_METHODS
-    from ..search.bench import run_search_benchmark
     from . import UsageError
     from .common import load_pipeline_or_exit
 

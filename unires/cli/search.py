@@ -173,11 +173,11 @@ def _scored_size(lq, args: argparse.Namespace, pipe) -> tuple[int, int]:
 
 def run_search(args: argparse.Namespace) -> int:
     from .. import io
+    from ..bench.plots import draw_tradeoffs
     from ..metrics.nr import direction, fit_to_size, from_quality, get_metric, metric_label
     from ..pipeline import resolve_device
     from ..search import grid_search
     from ..search.fast import fast_search
-    from ..search.plots import draw_tradeoffs
     from ..utils import atomic_write_text
     from ..weights import WeightsError
     from . import UsageError

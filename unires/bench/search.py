@@ -21,12 +21,12 @@ import torch
 
 from .. import io
 from ..metrics.nr import direction, fit_to_size, from_quality, metric_info, metric_label
+from ..search.auto import AutoResult, auto_weights
+from ..search.fast import grid_evaluations
+from ..search.frequent import mine_frequent_sets
+from ..search.grid import ScoredCandidate, grid_search, read_score_table
 from ..utils import atomic_write_text, plural
 from ..weights import format_weights, search_grid
-from .auto import AutoResult, auto_weights
-from .fast import grid_evaluations
-from .frequent import mine_frequent_sets
-from .grid import ScoredCandidate, grid_search, read_score_table
 from .plots import draw_tradeoffs
 
 
