@@ -215,6 +215,43 @@ def test_config_typos_fail_loudly(tmp_path):
         load_yaml(TrainConfig, bad)
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "allowed"),
+    [
+        ("optim:\n  schedule: cosin\n", "optim.schedule", "constant_with_warmup"),
+        ("loss_weighting: energy\n", "loss_weighting", "target_energy"),
+        ("mixed_precision: fp32\n", "mixed_precision", "bf16"),
+        ("model:\n  backbone: resnet\n", "model.backbone", "nafnet"),
+        ("model:\n  prediction_type: x0\n", "model.prediction_type", "v_prediction"),
+        ("model:\n  settings:\n    diffusion_target: hq\n", "model.settings.diffusion_target",
+         "residual"),
+    ],
+)  # fmt: skip
+def test_bad_enum_value_fails_at_load_in_one_line(tmp_path, yaml_text, key, allowed):
+    from unires.config import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml_text)
+    with pytest.raises(ConfigError) as e:
+        load_yaml(TrainConfig, bad)
+    message = str(e.value)
+    assert message.startswith(f"{bad}: {key}: ") and allowed in message
+    assert len(message.splitlines()) == 1
+
+
+def test_bad_schedule_is_a_usage_error_of_unires_train(tmp_path, capsys):
+    from unires.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  schedule: cosin\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"unires train: error: {bad}: optim.schedule: 'cosin' is not one of linear, cosine, "
+        "cosine_with_restarts, polynomial, constant, constant_with_warmup, piecewise_constant"
+    )
+
+
 def _start_cli_training(cfg, run_dir: Path, checkpoint_every: int, wait_for_steps: int):
     """``python -m unires.train`` on the tiny config in its own process group (1 data worker),
     returned once ``wait_for_steps`` steps are logged: (process, config data, config path,

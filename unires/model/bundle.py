@@ -32,7 +32,7 @@ from diffusers import (
 from diffusers.utils import is_accelerate_available
 
 from .. import __version__
-from ..config import from_dict, to_dict
+from ..config import choice, from_dict, to_dict
 from ..utils import atomic_write_text
 from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder, vae_latent_channels
 from .denoiser import network_channels
@@ -50,7 +50,7 @@ class UniResSettings:
     # "latent": diffuse the clean latent (the paper). "residual": diffuse
     # (z_HQ - z_LQ) * residual_scale and output z_LQ + x0 / residual_scale (small models
     # converge far faster; every task uses the same base z_LQ so Eq. 2 stays intact).
-    diffusion_target: str = "latent"
+    diffusion_target: str = choice("latent", DIFFUSION_TARGETS)
     residual_scale: float = 1.0
     downlq_factor: int = 4
     default_steps: int = 20

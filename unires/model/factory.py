@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import choice
 from ..tasks import TRAINING_PROMPTS
 from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder
 from .bundle import ModelComponents, UniResSettings, default_scheduler_config
+from .denoiser import PREDICTION_TYPES
 from .head import UNetWithHead
 from .nafnet import ConditionalNAFNet
 from .prompt import TaskPromptTable
@@ -56,10 +58,10 @@ class ModelConfig:
     unet: UNetConfig = field(default_factory=lambda: UNET_PRESETS["embedded"])
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     head: HeadConfig | None = None  # None: the plain UNet (the paper's model)
-    backbone: str = "unet"
+    backbone: str = choice("unet", BACKBONES)
     nafnet: NAFNetConfig = field(default_factory=NAFNetConfig)
     prompt_tokens: int = 4
-    prediction_type: str = "v_prediction"
+    prediction_type: str = choice("v_prediction", PREDICTION_TYPES)
     settings: UniResSettings = field(default_factory=UniResSettings)
 
 

@@ -26,19 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers.optimization import SchedulerType
 from tqdm.auto import tqdm
 
-from ..config import to_dict
+from ..config import choice, to_dict
 from ..data.loader import collate, worker_init
 from ..degrade.recipes import DegradationConfig
 from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
-from ..model.denoiser import Denoiser
+from ..model.denoiser import LOSS_WEIGHTINGS, Denoiser
 from ..model.factory import ModelConfig, build_model
 from ..model.prompt import TaskPromptTable
 from ..tasks import TRAINING_TASK_PROBS
 from ..utils import atomic_write_text
 from .ema import EMA
+
+# Learning-rate schedules (diffusers' get_scheduler) and accelerate's precisions.
+LR_SCHEDULES = tuple(t.value for t in SchedulerType)
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
 
 
 @dataclass
@@ -60,7 +65,7 @@ class OptimConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"  # cosine | constant_with_warmup
+    schedule: str = choice("cosine", LR_SCHEDULES)  # diffusers.optimization.get_scheduler
     warmup: int = 200
     grad_clip: float = 1.0
 
@@ -78,7 +83,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 8
     grad_accum: int = 1
-    mixed_precision: str = "no"  # no | bf16 | fp16
+    mixed_precision: str = choice("no", MIXED_PRECISIONS)
     gradient_checkpointing: bool = False
     ema_decay: float = 0.999
     image_drop: float = 0.1
@@ -86,7 +91,7 @@ class TrainConfig:
     # "none": plain MSE (the paper). "target_energy": each sample's MSE divided by the
     # expected energy of its target, so tasks with small residuals (mild noise) weigh as
     # much as tasks with large ones (x4 super-resolution) -- see docs/TRAINING.md.
-    loss_weighting: str = "none"
+    loss_weighting: str = choice("none", LOSS_WEIGHTINGS)
     # Fraction of samples trained at the last timestep. With zero terminal SNR the input
     # there is pure noise, so the loss is plain regression of x0 from the LQ latent and the
     # prompt: the one-step (MMSE) restoration that maximises PSNR (docs/TRAINING.md).
