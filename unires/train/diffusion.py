@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 from ..config import choice, to_dict
 from ..data.loader import collate, worker_init
 from ..degrade.recipes import DegradationConfig
+from ..metrics.fr import psnr
 from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
 from ..model.denoiser import LOSS_WEIGHTINGS, Denoiser
 from ..model.factory import ModelConfig, build_model
 from ..model.prompt import TaskPromptTable
 from ..tasks import TRAINING_TASK_PROBS
-from ..utils import atomic_write_text
+from ..utils import atomic_path, atomic_write_text
 from .ema import EMA
 
 # Learning-rate schedules (diffusers' get_scheduler) and accelerate's precisions.
@@ -250,11 +251,153 @@ def validation_loss(comps: ModelComponents, batch: dict, n_timesteps: int = 8) -
     return float(sum(losses) / len(losses))
 
 
+@dataclass
+class Trainer:
+    """What one training run holds between steps: the accelerate-prepared network, optimizer
+    and data, the EMA, the settings (with the data statistics) and the step counter.
+
+    Built by ``build_trainer``; ``train`` runs its steps. ``unet`` / ``prompt_encoder`` are
+    the prepared modules (DDP-wrapped when distributed); ``comps`` the unprepared originals."""
+
+    cfg: TrainConfig
+    accelerator: object
+    out: Path
+    comps: ModelComponents
+    unet: torch.nn.Module
+    prompt_encoder: torch.nn.Module
+    trainable_prompts: bool
+    settings: object  # the model's UniResSettings, statistics filled in
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: EMA
+    loader: torch.utils.data.DataLoader
+    denoiser: Denoiser
+    step: int
+    per_step: int  # samples per optimizer step, over all processes
+    logging: bool  # tensorboard is installed
+    val_batch: dict | None = None
+    prompt_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def state(self) -> dict:
+        """The trainer state saved with a checkpoint (``trainer_state.json``)."""
+        return {
+            "step": self.step,
+            "residual_scale": self.settings.residual_scale,
+            "condition_mean": self.settings.condition_mean,
+            "condition_std": self.settings.condition_std,
+            "samples_seen": self.step * self.per_step,
+            "time": time.time(),
+        }
+
+    def embed(self, prompts: list[str]) -> torch.Tensor:
+        """(B, tokens, width) prompt embeddings; a frozen encoder's are cached per prompt."""
+        if self.trainable_prompts:
+            table = self.accelerator.unwrap_model(self.prompt_encoder)
+            return self.prompt_encoder(table.index(prompts))
+        missing = [p for p in set(prompts) if p not in self.prompt_cache]
+        if missing:
+            with torch.no_grad():
+                for p, e in zip(missing, self.prompt_encoder.encode(missing), strict=True):
+                    self.prompt_cache[p] = e
+        return torch.stack([self.prompt_cache[p] for p in prompts])
+
+    def ema_model(self) -> ModelComponents:
+        """A copy of the model carrying the EMA weights (training weights untouched)."""
+        return _ema_components(
+            self.accelerator, self.comps, self.unet, self.prompt_encoder, self.ema, self.settings
+        )
+
+
 def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) -> Path:
-    """Train; returns the output folder. ``max_steps`` stops early (tests), checkpointing."""
+    """Train the denoiser of ``cfg``; returns the output folder (``cfg.output_dir``).
+
+    ``resume`` continues from the latest checkpoint there. ``max_steps`` stops early (tests),
+    checkpointing. The run also stops, checkpointed, on SIGINT / SIGTERM and after
+    ``cfg.max_minutes``; the EMA model is exported to ``OUTPUT_DIR/final`` when all
+    ``cfg.steps`` are done or the time is up.
+
+    Raises:
+        ValueError: the config names no autoencoder it can use (``_initial_components``).
+        RuntimeError: WORLD_SIZE and accelerate's process count disagree.
+        ImportError: accelerate (the ``train`` extra) is not installed.
+    """
+    trainer = build_trainer(cfg, resume)
+    accelerator = trainer.accelerator
+    last = min(cfg.steps, max_steps if max_steps is not None else cfg.steps)
+    stop = {"now": False}
+
+    def request_stop(signum, frame):
+        stop["now"] = True
+
+    old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = tqdm(
+        total=cfg.steps,
+        initial=trainer.step,
+        desc="training",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
+    smoothed = None
+    started, first_step = time.monotonic(), trainer.step
+    out_of_time = False
+    gen = torch.Generator(device="cpu")
+    micro = trainer.step * cfg.grad_accum  # micro-batch counter
+    try:
+        for batch in trainer.loader:
+            if trainer.step >= last or stop["now"]:
+                break
+            elapsed = time.monotonic() - started
+            if cfg.max_minutes > 0 and trainer.step > first_step and elapsed > 60 * cfg.max_minutes:
+                out_of_time = True
+                break
+            # Noise, timesteps and dropout drawn from (seed, step): a resumed run continues
+            # exactly as an uninterrupted one would.
+            gen.manual_seed((cfg.seed * 1_000_003 + micro) * 64 + accelerator.process_index)
+            micro += 1
+            loss = training_step(trainer, batch, gen)
+            if not accelerator.sync_gradients:
+                continue
+            trainer.ema.update()
+            trainer.step += 1
+            value = accelerator.gather(loss.detach()[None]).mean().item()
+            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            bar.update(1)
+            lr_now = trainer.lr_scheduler.get_last_lr()[0]
+            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_now:.1e}")
+            after_step(trainer, value, lr_now, bar)
+    finally:
+        bar.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    save_checkpoint(accelerator, trainer.out, trainer.state())
+    if (trainer.step >= cfg.steps or out_of_time) and accelerator.is_main_process:
+        export_model(
+            accelerator,
+            trainer.comps,
+            trainer.unet,
+            trainer.prompt_encoder,
+            trainer.ema,
+            trainer.settings,
+            trainer.out / "final",
+        )
+    accelerator.end_training()
+    return trainer.out
+
+
+# ---- build and prepare ----------------------------------------------------------------------
+
+
+def build_accelerator(cfg: TrainConfig):
+    """The ``Accelerator`` of a run (and whether tensorboard logs), seeded with ``cfg.seed``;
+    the main process writes ``train_config.json``.
+
+    Raises:
+        RuntimeError: launched with WORLD_SIZE=n but accelerate runs another number of
+            processes (check the accelerate config).
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -286,7 +429,19 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "train_config.json", json.dumps(to_dict(cfg), indent=2))
+    return accelerator, log_with is not None
 
+
+def build_trainer(cfg: TrainConfig, resume: bool = False) -> Trainer:
+    """Everything a run needs, in the order that keeps runs reproducible (the model is
+    initialised right after seeding): accelerator, model, data, statistics, optimizer,
+    loader; then accelerate's ``prepare`` and, with ``resume``, the latest checkpoint.
+
+    Raises:
+        ValueError: from ``_initial_components``. RuntimeError: from ``build_accelerator``.
+    """
+    accelerator, logging = build_accelerator(cfg)
+    out = Path(cfg.output_dir)
     comps = _initial_components(cfg)
     unet, vae, prompt_encoder = comps.unet, comps.vae, comps.prompt_encoder
     settings = copy.deepcopy(comps.settings)
@@ -301,58 +456,17 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     dataset = build_train_dataset(cfg)
     ckpt = latest_checkpoint(out) if resume else None
     trainer_state = json.loads((ckpt / "trainer_state.json").read_text()) if ckpt else {}
-    # Data statistics are estimated once, at the first step, and kept in the trainer state
-    # so a resumed run uses the same ones.
-    residual = settings.diffusion_target == "residual"
-    need_scale = residual and settings.residual_scale <= 0
-    need_norm = settings.normalize_condition and not settings.condition_mean
-    if need_scale or need_norm:
-        stats = {
-            k: trainer_state[k]
-            for k in ("residual_scale", "condition_mean", "condition_std")
-            if k in trainer_state
-        }
-        if (need_scale and "residual_scale" not in stats) or (
-            need_norm and "condition_mean" not in stats
-        ):
-            stats = estimate_latent_statistics(vae.to("cpu"), dataset)
-            vae.to(accelerator.device)
-            if accelerator.num_processes > 1:  # every process must diffuse the same variable
-                from accelerate.utils import broadcast_object_list
-
-                stats = broadcast_object_list([stats])[0]
-        if need_scale:
-            settings.residual_scale = stats["residual_scale"]
-        if need_norm:
-            settings.condition_mean = stats["condition_mean"]
-            settings.condition_std = stats["condition_std"]
+    fill_latent_statistics(settings, trainer_state, vae, dataset, accelerator)
     params = list(unet.parameters())
     if trainable_prompts:
         params += list(prompt_encoder.parameters())
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
-    )
-    lr_scheduler = get_scheduler(
-        cfg.optim.schedule,
-        optimizer=optimizer,
-        num_warmup_steps=cfg.optim.warmup * accelerator.num_processes,
-        num_training_steps=cfg.steps * accelerator.num_processes,
-    )
+    optimizer, lr_scheduler = build_optimizer(cfg, params, accelerator.num_processes)
     ema = EMA(params, cfg.ema_decay)
     accelerator.register_for_checkpointing(ema)
 
     step = int(trainer_state.get("step", 0))
     per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=SampleIndices(step * per_step, cfg.steps * per_step),
-        num_workers=cfg.data.workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init,
-        drop_last=True,
-        persistent_workers=cfg.data.workers > 0,
-    )
+    loader = build_loader(cfg, dataset, step * per_step, cfg.steps * per_step)
     if trainable_prompts:
         unet, prompt_encoder, optimizer, loader, lr_scheduler = accelerator.prepare(
             unet, prompt_encoder, optimizer, loader, lr_scheduler
@@ -364,126 +478,155 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None) 
     if ckpt is not None:
         accelerator.load_state(str(ckpt))
         accelerator.print(f"resumed from {ckpt} at step {step}")
-    if log_with:
+    if logging:
         accelerator.init_trackers("unires", config={"steps": cfg.steps, "lr": cfg.optim.lr})
-
-    # The accelerate-prepared network (DDP when distributed) behind the one Denoiser.
-    denoiser = Denoiser(unet, comps.scheduler_config, settings)
-    num_train_timesteps = denoiser.num_train_timesteps
-    val_batch = build_val_batch(cfg) if accelerator.is_main_process else None
-    prompt_cache: dict[str, torch.Tensor] = {}
-
-    def embed(prompts: list[str]) -> torch.Tensor:
-        if trainable_prompts:
-            table = accelerator.unwrap_model(prompt_encoder)
-            return prompt_encoder(table.index(prompts))
-        missing = [p for p in set(prompts) if p not in prompt_cache]
-        if missing:
-            with torch.no_grad():
-                for p, e in zip(missing, prompt_encoder.encode(missing), strict=True):
-                    prompt_cache[p] = e
-        return torch.stack([prompt_cache[p] for p in prompts])
-
-    def state() -> dict:
-        return {
-            "step": step,
-            "residual_scale": settings.residual_scale,
-            "condition_mean": settings.condition_mean,
-            "condition_std": settings.condition_std,
-            "samples_seen": step * per_step,
-            "time": time.time(),
-        }
-
-    stop = {"now": False}
-
-    def request_stop(signum, frame):
-        stop["now"] = True
-
-    old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    last = min(cfg.steps, max_steps if max_steps is not None else cfg.steps)
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="training",
-        disable=not accelerator.is_local_main_process,
-        dynamic_ncols=True,
+    return Trainer(
+        cfg=cfg,
+        accelerator=accelerator,
+        out=out,
+        comps=comps,
+        unet=unet,
+        prompt_encoder=prompt_encoder,
+        trainable_prompts=trainable_prompts,
+        settings=settings,
+        params=params,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        ema=ema,
+        loader=loader,
+        # The accelerate-prepared network (DDP when distributed) behind the one Denoiser.
+        denoiser=Denoiser(unet, comps.scheduler_config, settings),
+        step=step,
+        per_step=per_step,
+        logging=logging,
+        val_batch=build_val_batch(cfg) if accelerator.is_main_process else None,
     )
-    smoothed = None
-    started, first_step = time.monotonic(), step
-    out_of_time = False
-    gen = torch.Generator(device="cpu")
-    micro = step * cfg.grad_accum  # micro-batch counter
-    try:
-        for batch in loader:
-            if step >= last or stop["now"]:
-                break
-            elapsed = time.monotonic() - started
-            if cfg.max_minutes > 0 and step > first_step and elapsed > 60 * cfg.max_minutes:
-                out_of_time = True
-                break
-            # Noise, timesteps and dropout drawn from (seed, step): a resumed run continues
-            # exactly as an uninterrupted one would.
-            gen.manual_seed((cfg.seed * 1_000_003 + micro) * 64 + accelerator.process_index)
-            micro += 1
-            with accelerator.accumulate(unet):
-                hq = batch["hq"].to(accelerator.device)
-                lq = batch["lq"].to(accelerator.device)
-                with torch.no_grad():
-                    z_hq = encode_latents(vae, hq * 2 - 1)
-                    z_lq = encode_latents(vae, lq * 2 - 1)
-                x0 = denoiser.to_diffused(z_hq, z_lq)
-                b = x0.shape[0]
-                noise = torch.randn(x0.shape, generator=gen).to(x0)
-                t = torch.randint(0, num_train_timesteps, (b,), generator=gen)
-                if cfg.terminal_t_prob > 0:
-                    terminal = torch.rand(b, generator=gen) < cfg.terminal_t_prob
-                    t = torch.where(terminal, num_train_timesteps - 1, t)
-                t = t.to(x0.device)
-                # Independent draws: image condition and text condition (paper Sec. 3.2).
-                drop_image = (torch.rand(b, generator=gen) < cfg.image_drop).to(x0.device)
-                drop_text = (torch.rand(b, generator=gen) < cfg.text_drop).tolist()
-                cond = denoiser.condition(z_lq)
-                cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond), cond)
-                prompts = ["" if d else p for p, d in zip(batch["prompt"], drop_text, strict=True)]
-                ctx = embed(prompts)
-                loss = denoiser.loss(x0, cond, ctx, t, noise, cfg.loss_weighting).mean()
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(params, cfg.optim.grad_clip)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
-            ema.update()
-            step += 1
-            value = accelerator.gather(loss.detach()[None]).mean().item()
-            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
-            bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.1e}")
-            if step % cfg.log_every == 0:
-                lr_now = lr_scheduler.get_last_lr()[0]
-                accelerator.log({"loss": value, "lr": lr_now}, step=step)
-                if accelerator.is_main_process:
-                    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"step": step, "loss": value, "lr": lr_now}) + "\n")
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint(accelerator, out, state())
-            if val_batch is not None and step % cfg.validate_every == 0:
-                metrics = validate(
-                    accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_batch, step
-                )
-                accelerator.log(metrics, step=step)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    finally:
-        bar.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    save_checkpoint(accelerator, out, state())
-    if (step >= cfg.steps or out_of_time) and accelerator.is_main_process:
-        export_model(accelerator, comps, unet, prompt_encoder, ema, settings, out / "final")
-    accelerator.end_training()
-    return out
+
+
+def fill_latent_statistics(settings, trainer_state: dict, vae, dataset, accelerator) -> None:
+    """Set ``settings.residual_scale`` / ``condition_mean`` / ``condition_std`` where the
+    model asks for them: from the trainer state of a resumed run, else estimated once on
+    the training data (``estimate_latent_statistics``) and shared by every process."""
+    residual = settings.diffusion_target == "residual"
+    need_scale = residual and settings.residual_scale <= 0
+    need_norm = settings.normalize_condition and not settings.condition_mean
+    if not (need_scale or need_norm):
+        return
+    keys = ("residual_scale", "condition_mean", "condition_std")
+    stats = {k: trainer_state[k] for k in keys if k in trainer_state}
+    if (need_scale and "residual_scale" not in stats) or (
+        need_norm and "condition_mean" not in stats
+    ):
+        stats = estimate_latent_statistics(vae.to("cpu"), dataset)
+        vae.to(accelerator.device)
+        if accelerator.num_processes > 1:  # every process must diffuse the same variable
+            from accelerate.utils import broadcast_object_list
+
+            stats = broadcast_object_list([stats])[0]
+    if need_scale:
+        settings.residual_scale = stats["residual_scale"]
+    if need_norm:
+        settings.condition_mean = stats["condition_mean"]
+        settings.condition_std = stats["condition_std"]
+
+
+def build_optimizer(cfg: TrainConfig, params: list, num_processes: int):
+    """AdamW over ``params`` and its learning-rate schedule (``cfg.optim``); warm-up and
+    length are counted in optimizer steps of all processes, as accelerate steps it."""
+    from diffusers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay
+    )
+    lr_scheduler = get_scheduler(
+        cfg.optim.schedule,
+        optimizer=optimizer,
+        num_warmup_steps=cfg.optim.warmup * num_processes,
+        num_training_steps=cfg.steps * num_processes,
+    )
+    return optimizer, lr_scheduler
+
+
+def build_loader(cfg: TrainConfig, dataset, start: int, end: int) -> torch.utils.data.DataLoader:
+    """Batches of samples ``start``..``end`` of the data stream (a resumed run continues it)."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=SampleIndices(start, end),
+        num_workers=cfg.data.workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init,
+        drop_last=True,
+        persistent_workers=cfg.data.workers > 0,
+    )
+
+
+# ---- one step -------------------------------------------------------------------------------
+
+
+def training_step(trainer: Trainer, batch: dict, gen: torch.Generator) -> torch.Tensor:
+    """One micro-batch: encode, draw noise, timesteps and condition dropout from ``gen``,
+    backward, and (when gradients sync) clip and step. Returns the batch's mean loss.
+
+    ``batch``: "hq" / "lq" (B, 3, H, W) in [0, 1] and "prompt" (B strings)."""
+    cfg, accelerator, denoiser = trainer.cfg, trainer.accelerator, trainer.denoiser
+    num_train_timesteps = denoiser.num_train_timesteps
+    with accelerator.accumulate(trainer.unet):
+        hq = batch["hq"].to(accelerator.device)
+        lq = batch["lq"].to(accelerator.device)
+        with torch.no_grad():
+            z_hq = encode_latents(trainer.comps.vae, hq * 2 - 1)
+            z_lq = encode_latents(trainer.comps.vae, lq * 2 - 1)
+        x0 = denoiser.to_diffused(z_hq, z_lq)
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        t = torch.randint(0, num_train_timesteps, (b,), generator=gen)
+        if cfg.terminal_t_prob > 0:
+            terminal = torch.rand(b, generator=gen) < cfg.terminal_t_prob
+            t = torch.where(terminal, num_train_timesteps - 1, t)
+        t = t.to(x0.device)
+        # Independent draws: image condition and text condition (paper Sec. 3.2).
+        drop_image = (torch.rand(b, generator=gen) < cfg.image_drop).to(x0.device)
+        drop_text = (torch.rand(b, generator=gen) < cfg.text_drop).tolist()
+        cond = denoiser.condition(z_lq)
+        cond = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond), cond)
+        prompts = ["" if d else p for p, d in zip(batch["prompt"], drop_text, strict=True)]
+        ctx = trainer.embed(prompts)
+        loss = denoiser.loss(x0, cond, ctx, t, noise, cfg.loss_weighting).mean()
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(trainer.params, cfg.optim.grad_clip)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def after_step(trainer: Trainer, loss: float, lr: float, bar) -> None:
+    """What follows an optimizer step, each at its interval: log the loss (tensorboard and
+    ``log.jsonl``), checkpoint, validate (metrics logged and written under ``val/``)."""
+    cfg, accelerator, step = trainer.cfg, trainer.accelerator, trainer.step
+    if step % cfg.log_every == 0:
+        accelerator.log({"loss": loss, "lr": lr}, step=step)
+        if accelerator.is_main_process:
+            with open(trainer.out / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, "loss": loss, "lr": lr}) + "\n")
+    if step % cfg.checkpoint_every == 0:
+        save_checkpoint(accelerator, trainer.out, trainer.state())
+    if trainer.val_batch is not None and step % cfg.validate_every == 0:
+        metrics = validate(
+            trainer.ema_model(),
+            trainer.val_batch,
+            steps=cfg.val_steps,
+            out_dir=trainer.out / "val",
+            step=step,
+            device=accelerator.device,
+        )
+        accelerator.log(metrics, step=step)
+        bar.write(f"step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+
+
+# ---- validation and export --------------------------------------------------------------------
 
 
 def _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings) -> ModelComponents:
@@ -499,7 +642,8 @@ def _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings) -> 
 
 
 def export_model(accelerator, comps, unet, prompt_encoder, ema, settings, folder: Path) -> Path:
-    """Write the EMA model as a UniRes model folder (fp16 safetensors)."""
+    """Write the EMA model as a UniRes model folder (fp16 safetensors), replacing ``folder``
+    only once it is complete; returns ``folder``."""
     model = _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -510,28 +654,25 @@ def export_model(accelerator, comps, unet, prompt_encoder, ema, settings, folder
 
 
 @torch.no_grad()
-def validate(accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_batch, step):
-    """One-hot restoration of fixed crops with the EMA weights: a PNG grid and PSNRs.
+def validate(
+    model: ModelComponents, val_batch: dict, *, steps: int, out_dir: Path, step: int, device
+) -> dict[str, float]:
+    """One-hot restoration of fixed crops with ``model`` (the EMA weights): a PNG grid
+    ``out_dir/step<step>.png`` and PSNRs (dB), appended to ``out_dir/metrics.jsonl``.
 
-    Grid rows: LQ | BR | SR | MD | DD | DN | GT. Metrics: PSNR of LQ and of the one-hot
-    task that matches each crop's degradation.
-    """
+    ``val_batch``: "lq" / "hq" (B, 3, H, W) in [0, 1] and "task" (B codes). Grid rows:
+    LQ | BR | SR | MD | DD | DN | GT. Metrics: PSNR of LQ, of BR and of the one-hot task
+    that matches each crop's degradation, averaged over the crops."""
     from PIL import Image
 
     from ..pipeline import UniResPipeline
 
-    model = _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings)
-    pipe = UniResPipeline(model, device=accelerator.device, dtype="fp32")
+    pipe = UniResPipeline(model, device=device, dtype="fp32")
     lq, hq = val_batch["lq"], val_batch["hq"]
     codes = ["br", *TRAINING_TASK_PROBS]
     outs = {
-        c: pipe.restore_tensor(lq, {c: 1.0}, steps=cfg.val_steps, seed=0, color_fix="none")
-        for c in codes
+        c: pipe.restore_tensor(lq, {c: 1.0}, steps=steps, seed=0, color_fix="none") for c in codes
     }
-
-    def psnr(a, b):
-        return -10 * torch.log10(((a - b) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
-
     matched = torch.stack([outs[task][i] for i, task in enumerate(val_batch["task"])])
     metrics = {
         "val_psnr_lq": float(psnr(lq, hq).mean()),
@@ -541,13 +682,10 @@ def validate(accelerator, cfg, comps, unet, prompt_encoder, ema, settings, val_b
     rows = [torch.cat([lq[i], *[outs[c][i] for c in codes], hq[i]], dim=-1) for i in range(len(lq))]
     grid = torch.cat(rows, dim=-2).clamp(0, 1)
     arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
-    val_dir = Path(cfg.output_dir) / "val"
-    val_dir.mkdir(parents=True, exist_ok=True)
-    from ..utils import atomic_path
-
-    with atomic_path(val_dir / f"step{step:07d}.png") as tmp:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / f"step{step:07d}.png") as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
-    with open(val_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+    with open(out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **metrics}) + "\n")
     return metrics
 
