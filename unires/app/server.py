@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import io
 from ..errors import first_line
@@ -279,151 +280,217 @@ def auto(ctx: Context, path, scale_label, steps, seed, progress=None):
 # ---- the page -------------------------------------------------------------------------------
 
 
+@dataclass
+class Page:
+    """The page's components that the events read or write (``build_app``)."""
+
+    photo: Any
+    scale: Any
+    restore_button: Any
+    auto_button: Any
+    status: Any
+    preset: Any
+    sliders: list
+    total: Any
+    absorb: Any
+    normalise_button: Any
+    steps: Any
+    seed: Any
+    input_view: Any
+    compare: Any
+    download: Any
+
+
 def build_app(ctx: Context, *, examples: Sequence[Path] = ()):
-    """The Gradio Blocks app; call :func:`confine_temp_files` first."""
+    """The Gradio Blocks app; call :func:`confine_temp_files` first.
+
+    Raises:
+        ImportError: Gradio (the ``app`` extra) is not installed.
+    """
     import gradio as gr
 
-    pipe = ctx.pipe
-    table = logic.presets(pipe.settings.default_weights)
+    table = logic.presets(ctx.pipe.settings.default_weights)
     try:
-        start = logic.values_from_weights(pipe.settings.default_weights)
+        start = logic.values_from_weights(ctx.pipe.settings.default_weights)
     except AppError:  # a default using tasks without a slider (pos/neg)
         start = logic.values_from_weights(next(iter(table.values())))
-    limits = {"max_output_megapixels": ctx.max_output_megapixels}
-    light = {"concurrency_limit": None, "show_progress": "hidden"}  # never wait for the model
-    model = {"concurrency_limit": 1, "concurrency_id": MODEL_SLOT}
-
     # Gradio deletes its cached copies (uploads, shown images) after an hour.
     cache_hours = (600, RESULT_MAX_AGE_S)
     with gr.Blocks(title="UniRes", analytics_enabled=False, delete_cache=cache_hours) as app:
         gr.Markdown(HEADER)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                photo = gr.File(
-                    label="Photo (PNG, JPEG, WebP, TIFF, BMP, GIF)",
-                    file_types=sorted(io.IMAGE_SUFFIXES),
-                    height=UPLOAD_HEIGHT,
-                    elem_id="photo",
-                )
-                if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=photo, label="Examples")
-                scale = gr.Radio(list(logic.SCALES), value="x1", label="Scale", elem_id="scale")
-                with gr.Row():
-                    restore_button = gr.Button("Restore", variant="primary", elem_id="restore")
-                    auto_button = gr.Button("Auto weights", elem_id="auto")
-                status = gr.Markdown(elem_id="status")
-                preset = gr.Dropdown(
-                    list(table),
-                    value=logic.matching_preset(logic.weights_from_values(start), table),
-                    label="Preset weights (follows the sliders; empty: your own mix)",
-                    elem_id="preset",
-                )
-                sliders = [
-                    gr.Slider(
-                        logic.WEIGHT_MIN,
-                        logic.WEIGHT_MAX,
-                        value=v,
-                        step=logic.WEIGHT_STEP,
-                        label=logic.task_label(c),
-                        elem_id=f"weight-{c}",
-                    )
-                    for c, v in zip(TASK_CODES, start, strict=True)
-                ]
-                total = gr.Markdown(
-                    logic.sum_message(logic.weights_from_values(start)), elem_id="weight-sum"
-                )
-                with gr.Row():
-                    absorb = gr.Dropdown(
-                        ["none", *TASK_CODES],
-                        value="downlq" if "downlq" in TASK_CODES else "none",
-                        label="Keep the sum at 1 by adjusting",
-                        elem_id="absorb",
-                    )
-                    normalise_button = gr.Button("Normalise", elem_id="normalise")
-                with gr.Row():
-                    steps = gr.Slider(
-                        1,
-                        MAX_STEPS,
-                        value=pipe.settings.default_steps,
-                        step=1,
-                        label="Steps",
-                        elem_id="steps",
-                    )
-                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+                controls = _controls(ctx, table, start, examples)
             with gr.Column(scale=2):
-                with gr.Row():
-                    input_view = gr.Image(
-                        label="Input",
-                        interactive=False,
-                        format=VIEW_FORMAT,
-                        height=VIEW_HEIGHT,
-                        buttons=["fullscreen"],
-                        elem_id="input-view",
-                    )
-                    compare = gr.ImageSlider(
-                        label="Result: before | after (drag the handle)",
-                        interactive=False,
-                        format=VIEW_FORMAT,
-                        height=VIEW_HEIGHT,
-                        buttons=["fullscreen"],
-                        elem_id="compare",
-                    )
-                download = gr.DownloadButton(
-                    "Download full-resolution result", visible=False, elem_id="download"
-                )
+                views = _views()
+        page = Page(**controls, **views)
+        _wire_weights(page, table)
+        _wire_actions(ctx, page)
+    return app
 
-        photo.change(
-            functools.partial(show_input, **limits),
-            [photo, scale],
-            [input_view, compare, download, status],
-            concurrency_limit=2,
+
+def _controls(ctx: Context, table: dict, start: list[float], examples) -> dict:
+    """The left column: photo, scale, buttons, status, preset, weight sliders, steps, seed."""
+    import gradio as gr
+
+    photo = gr.File(
+        label="Photo (PNG, JPEG, WebP, TIFF, BMP, GIF)",
+        file_types=sorted(io.IMAGE_SUFFIXES),
+        height=UPLOAD_HEIGHT,
+        elem_id="photo",
+    )
+    if examples:
+        gr.Examples([[str(p)] for p in examples], inputs=photo, label="Examples")
+    scale = gr.Radio(list(logic.SCALES), value="x1", label="Scale", elem_id="scale")
+    with gr.Row():
+        restore_button = gr.Button("Restore", variant="primary", elem_id="restore")
+        auto_button = gr.Button("Auto weights", elem_id="auto")
+    status = gr.Markdown(elem_id="status")
+    preset = gr.Dropdown(
+        list(table),
+        value=logic.matching_preset(logic.weights_from_values(start), table),
+        label="Preset weights (follows the sliders; empty: your own mix)",
+        elem_id="preset",
+    )
+    sliders = [
+        gr.Slider(
+            logic.WEIGHT_MIN,
+            logic.WEIGHT_MAX,
+            value=v,
+            step=logic.WEIGHT_STEP,
+            label=logic.task_label(c),
+            elem_id=f"weight-{c}",
         )
-        # The sum is shown from the sliders' change events only: one source, whatever moved them.
-        gr.on([s.change for s in sliders], show_sum, sliders, total, **light)
-        for code, slider in zip(TASK_CODES, sliders, strict=True):
-            slider.input(
-                functools.partial(on_slider_moved, moved=code),
-                [*sliders, absorb],
-                sliders,
-                trigger_mode="always_last",
-                **light,
-            )
-        preset.input(functools.partial(apply_preset, table=table), preset, sliders, **light)
-        # The selector follows the sliders whatever moved them (hand, Normalise, Auto).
-        gr.on(
-            [s.change for s in sliders],
-            functools.partial(follow_sliders, table=table),
+        for c, v in zip(TASK_CODES, start, strict=True)
+    ]
+    total = gr.Markdown(logic.sum_message(logic.weights_from_values(start)), elem_id="weight-sum")
+    with gr.Row():
+        absorb = gr.Dropdown(
+            ["none", *TASK_CODES],
+            value="downlq" if "downlq" in TASK_CODES else "none",
+            label="Keep the sum at 1 by adjusting",
+            elem_id="absorb",
+        )
+        normalise_button = gr.Button("Normalise", elem_id="normalise")
+    with gr.Row():
+        steps = gr.Slider(
+            1,
+            MAX_STEPS,
+            value=ctx.pipe.settings.default_steps,
+            step=1,
+            label="Steps",
+            elem_id="steps",
+        )
+        seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
+    return dict(
+        photo=photo,
+        scale=scale,
+        restore_button=restore_button,
+        auto_button=auto_button,
+        status=status,
+        preset=preset,
+        sliders=sliders,
+        total=total,
+        absorb=absorb,
+        normalise_button=normalise_button,
+        steps=steps,
+        seed=seed,
+    )
+
+
+def _views() -> dict:
+    """The right column: the input, the before | after comparison, the download button."""
+    import gradio as gr
+
+    with gr.Row():
+        input_view = gr.Image(
+            label="Input",
+            interactive=False,
+            format=VIEW_FORMAT,
+            height=VIEW_HEIGHT,
+            buttons=["fullscreen"],
+            elem_id="input-view",
+        )
+        compare = gr.ImageSlider(
+            label="Result: before | after (drag the handle)",
+            interactive=False,
+            format=VIEW_FORMAT,
+            height=VIEW_HEIGHT,
+            buttons=["fullscreen"],
+            elem_id="compare",
+        )
+    download = gr.DownloadButton(
+        "Download full-resolution result", visible=False, elem_id="download"
+    )
+    return dict(input_view=input_view, compare=compare, download=download)
+
+
+def _wire_weights(page: Page, table: dict) -> None:
+    """The events that never wait for the model: sum, slider moves, preset, Normalise."""
+    import gradio as gr
+
+    light = {"concurrency_limit": None, "show_progress": "hidden"}
+    sliders = page.sliders
+    # The sum is shown from the sliders' change events only: one source, whatever moved them.
+    gr.on([s.change for s in sliders], show_sum, sliders, page.total, **light)
+    for code, slider in zip(TASK_CODES, sliders, strict=True):
+        slider.input(
+            functools.partial(on_slider_moved, moved=code),
+            [*sliders, page.absorb],
             sliders,
-            preset,
+            trigger_mode="always_last",
             **light,
         )
-        normalise_button.click(normalise_sliders, sliders, [*sliders, status], **light)
+    page.preset.input(functools.partial(apply_preset, table=table), page.preset, sliders, **light)
+    # The selector follows the sliders whatever moved them (hand, Normalise, Auto).
+    gr.on(
+        [s.change for s in sliders],
+        functools.partial(follow_sliders, table=table),
+        sliders,
+        page.preset,
+        **light,
+    )
+    page.normalise_button.click(normalise_sliders, sliders, [*sliders, page.status], **light)
 
-        # Progress is injected into a defaulted first parameter (Gradio looks at positional
-        # parameters only); the component values follow it.
-        def restore_event(progress=gr.Progress(track_tqdm=True), *values):
-            return restore(ctx, *values, progress=progress)
 
-        def auto_event(progress=gr.Progress(), *values):
-            return auto(ctx, *values, progress=progress)
+def _wire_actions(ctx: Context, page: Page) -> None:
+    """Showing a new photo, and the two actions that use the model (one at a time)."""
+    import gradio as gr
 
-        # One progress indicator per action, on the comparison where the result will appear
-        # (not one per output: Auto also updates the six sliders).
-        restore_button.click(
-            restore_event,
-            [photo, scale, steps, seed, *sliders],
-            [compare, download, status],
-            show_progress_on=[compare],
-            **model,
-        )
-        auto_button.click(
-            auto_event,
-            [photo, scale, steps, seed],
-            [*sliders, compare, download, status],
-            show_progress_on=[compare],
-            **model,
-        )
-    return app
+    limits = {"max_output_megapixels": ctx.max_output_megapixels}
+    model = {"concurrency_limit": 1, "concurrency_id": MODEL_SLOT}
+    page.photo.change(
+        functools.partial(show_input, **limits),
+        [page.photo, page.scale],
+        [page.input_view, page.compare, page.download, page.status],
+        concurrency_limit=2,
+    )
+
+    # Progress is injected into a defaulted first parameter (Gradio looks at positional
+    # parameters only); the component values follow it.
+    def restore_event(progress=gr.Progress(track_tqdm=True), *values):
+        return restore(ctx, *values, progress=progress)
+
+    def auto_event(progress=gr.Progress(), *values):
+        return auto(ctx, *values, progress=progress)
+
+    settings = [page.photo, page.scale, page.steps, page.seed]
+    # One progress indicator per action, on the comparison where the result will appear
+    # (not one per output: Auto also updates the six sliders).
+    page.restore_button.click(
+        restore_event,
+        [*settings, *page.sliders],
+        [page.compare, page.download, page.status],
+        show_progress_on=[page.compare],
+        **model,
+    )
+    page.auto_button.click(
+        auto_event,
+        settings,
+        [*page.sliders, page.compare, page.download, page.status],
+        show_progress_on=[page.compare],
+        **model,
+    )
 
 
 def theme():
