@@ -144,7 +144,14 @@ def run_search_benchmark(
     fast_options: dict | None = None,
     log=print,
 ) -> dict:
-    """Run every selector on every image; write ``out/search.md`` and ``out/search.json``."""
+    """Run every selector on every image; write ``out/search.md`` and ``out/search.json``
+    (also ``out/inputs/``, and per image the grid's score table, record and Fig. 11 plot).
+
+    ``files``: input images, centre-cropped to ``crop`` pixels a side (None: whole).
+    ``selectors``: ``AUTO_METHODS`` names; "grid" is the reference every image runs first.
+    "frequent" and "predict" learn from the other images' grid optima unless given
+    ``sets`` / ``predictor``. Images too small for the metric are skipped (``log`` says so).
+    Returns the JSON payload (summary per selector, one row per image and selector)."""
     from ..metrics.nr import get_metric
 
     quality = get_metric(metric, device=pipe.device)
@@ -152,9 +159,8 @@ def run_search_benchmark(
     images = {}
     for f in files:
         lq = _centre(io.to_tensor(io.read_image(f).rgb), crop)
-        stem = f.stem
-        io.write_image(out / "inputs" / f"{stem}.png", io.from_tensor(lq))
-        images[stem] = lq
+        io.write_image(out / "inputs" / f"{f.stem}.png", io.from_tensor(lq))
+        images[f.stem] = lq
     records, scorers = {}, {}
     for stem, lq in list(images.items()):
         try:  # NIQE on images under two 96x96 blocks: smaller blocks, said once
@@ -169,12 +175,9 @@ def run_search_benchmark(
         records[stem] = _grid_record(pipe, lq, scorers[stem], out, stem, steps, seed)
     rows: list[Row] = []
     for stem, lq in images.items():
-        ref = records[stem]
-        rows.append(_row(stem, "grid", ref, ref))
+        rows.append(_row(stem, "grid", records[stem], records[stem]))
         others, mined = _leave_one_out(records, stem, top)
-        for selector in selectors:
-            if selector == "grid":
-                continue
+        for selector in (s for s in selectors if s != "grid"):
             chosen_sets = sets or mined
             chosen_predictor = predictor or (
                 _loo_predictor(others) if selector == "predict" else None
@@ -195,11 +198,16 @@ def run_search_benchmark(
                 sets=chosen_sets,
                 fast_options=fast_options,
             )
-            rows.append(_row(stem, selector, _as_record(res, quality), ref))
+            rows.append(_row(stem, selector, _as_record(res, quality), records[stem]))
             log(
                 f"{selector}: {stem}: {format_weights(res.weights)} "
                 f"{metric_label(quality)} {res.score:.4g} ({res.direction})"
             )
+    return _write_payload(out, rows, quality, metric, steps, seed, crop, list(images))
+
+
+def _write_payload(out: Path, rows, quality, metric: str, steps, seed, crop, images) -> dict:
+    """Summarise the rows; write ``search.json`` and ``search.md``; return the payload."""
     summary = summarize(rows, grid_evaluations(search_grid(), steps), quality)
     payload = {
         "metric": metric,
@@ -207,7 +215,7 @@ def run_search_benchmark(
         "steps": steps,
         "seed": seed,
         "crop": crop,
-        "images": list(images),
+        "images": images,
         "naive_grid_evaluations": grid_evaluations(search_grid(), steps),
         "summary": summary,
         "rows": [_shown_row(r, quality) for r in rows],

@@ -150,6 +150,10 @@ def auto_weights(
 
     Returns an ``AutoResult``: ``weights``, ``score`` and ``q_lq`` in the metric's own
     convention (NIQE: lower is better), ``image`` (1 x 3 x H x W tensor; ``to_pil()``).
+
+    Raises:
+        ValueError: an unknown ``method``, a batch of more than one image, method "predict"
+            without a ``predictor``, or unusable ``sets``.
     """
     from ..pipeline import as_image_batch
 
@@ -160,45 +164,25 @@ def auto_weights(
         raise ValueError(f"expected one image, got a batch of {lq.shape[0]}")
     t0 = time.perf_counter()
     report = progress or (lambda fraction, message: None)
-    quality = _metric(metric, pipe)
     common = dict(steps=steps, seed=seed, scale=scale, **restore_kwargs)
-    n_steps = steps or pipe.settings.default_steps
     options = dict(fast_options or {}) if method == "fast" else {}
-    note = None
-    if method in ("fast", "grid", "frequent"):
-        size = _smallest_scored(lq, method, scale, options, pipe.vae_factor)
-        try:
-            quality, note = fit_to_size(quality, *size)
-        except ValueError as e:
-            note = f"{e}: no search, the paper's average weights"
-            method, quality = "average", None
-    else:
-        try:
-            quality, note = fit_to_size(quality, *lq_at_output_size(lq, scale).shape[-2:])
-        except ValueError as e:
-            note = f"{e}: no score"
-            quality = None
+    quality, note, method = _fitted_metric(_metric(metric, pipe), pipe, lq, method, scale, options)
     if note:
         report(0.0, note)
-    if method in ("fast", "grid", "frequent"):
+    if method in SEARCHES:
         view = centre_crop(lq, SEARCH_MAX_SIDE // scale)
         result = _search(pipe, view, method, quality, sets, report, {**common, **options})
         weights, score, q_lq = result.best_weights, result.best_score, result.q_lq
         image, evaluations = result.best_image, result.evaluations
         if view.shape != lq.shape:
             report(0.95, "restoring the whole image")
-            image = pipe.restore_tensor(lq, weights, **common)
-            score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
-            evaluations += unet_evaluations(weights, n_steps)
+            image, score, q_lq, more = _restore_scored(pipe, lq, weights, quality, common)
+            evaluations += more
     else:
         report(0.0, "choosing weights")
         weights = _load_predictor(predictor).predict(lq) if method == "predict" else AVERAGE_WEIGHTS
         report(0.1, "restoring")
-        image = pipe.restore_tensor(lq, weights, **common)
-        score = q_lq = float("nan")
-        if quality is not None:
-            score, q_lq = _quality(quality, image), _quality(quality, lq_at_output_size(lq, scale))
-        evaluations = unet_evaluations(weights, n_steps)
+        image, score, q_lq, evaluations = _restore_scored(pipe, lq, weights, quality, common)
     report(1.0, "done")
     shown = quality if quality is not None else _metric(metric, pipe)
     return AutoResult(
@@ -213,6 +197,39 @@ def auto_weights(
         method=method,
         note=note,
     )
+
+
+# The methods that score candidates (the others restore once with weights chosen unseen).
+SEARCHES = ("fast", "grid", "frequent")
+
+
+def _fitted_metric(quality, pipe, lq: torch.Tensor, method: str, scale: int, options: Mapping):
+    """(metric fitted to the smallest image it scores or None, one-line note or None, method).
+
+    A search whose images are too small even for the metric's smallest blocks falls back to
+    the "average" weights; the other methods then only go without a score."""
+    if method in SEARCHES:
+        size = _smallest_scored(lq, method, scale, options, pipe.vae_factor)
+        try:
+            return (*fit_to_size(quality, *size), method)
+        except ValueError as e:
+            return None, f"{e}: no search, the paper's average weights", "average"
+    try:
+        return (*fit_to_size(quality, *lq_at_output_size(lq, scale).shape[-2:]), method)
+    except ValueError as e:
+        return None, f"{e}: no score", method
+
+
+def _restore_scored(pipe, lq: torch.Tensor, weights, quality, common: dict):
+    """Restore ``lq`` once: (image, its score, the LQ's score, UNet evaluations); scores are
+    NaN without a metric."""
+    image = pipe.restore_tensor(lq, weights, **common)
+    score = q_lq = float("nan")
+    if quality is not None:
+        lq_out = lq_at_output_size(lq, common["scale"])
+        score, q_lq = _quality(quality, image), _quality(quality, lq_out)
+    n_steps = common["steps"] or pipe.settings.default_steps
+    return image, score, q_lq, unet_evaluations(weights, n_steps)
 
 
 def _search(pipe, lq, method, quality, sets, report, common):
