@@ -23,7 +23,11 @@ class ConfigError(ValueError):
 
 def choice(default: str, choices: tuple[str, ...]) -> Any:
     """A dataclass field that takes one of ``choices``: ``from_dict`` / ``load_yaml`` reject
-    any other value at load time, naming the file, the key and the allowed values."""
+    any other value at load time, naming the file, the key and the allowed values.
+
+    Raises:
+        ValueError: ``default`` is not one of ``choices`` (a programming error).
+    """
     if default not in choices:
         raise ValueError(f"default {default!r} is not one of {choices}")
     return dataclasses.field(default=default, metadata={"choices": tuple(choices)})

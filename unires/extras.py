@@ -20,6 +20,7 @@ class MissingExtra(ImportError):
 
 
 def install_hint(extra: str) -> str:
+    """The ``pip install`` command that installs ``extra``."""
     return f'pip install -e ".[{extra}]"'
 
 

@@ -167,10 +167,12 @@ class LoadedImage:
 
     @property
     def height(self) -> int:
+        """Rows of the image, in pixels."""
         return int(self.rgb.shape[0])
 
     @property
     def width(self) -> int:
+        """Columns of the image, in pixels."""
         return int(self.rgb.shape[1])
 
     @property
@@ -194,6 +196,7 @@ class LoadedFile:
 
     @property
     def n_frames(self) -> int:
+        """Frames (animation) or pages (TIFF) of the file; 1 for a still image."""
         return len(self.frames)
 
 
@@ -825,7 +828,12 @@ def write_frames(
 ) -> Path:
     """Atomically write one restored array per frame of ``like``: an animation (GIF, APNG,
     WebP) with the input's durations and loop count, or a multi-page TIFF whose pages each
-    keep what :func:`write_image` keeps. A single frame is written by :func:`write_image`."""
+    keep what :func:`write_image` keeps. A single frame is written by :func:`write_image`.
+
+    Raises:
+        ValueError: not one array per frame of ``like``.
+        ImageError: the file cannot be encoded or written.
+    """
     path = Path(path)
     if len(rgbs) != like.n_frames:
         raise ValueError(f"{like.n_frames} frames to write, got {len(rgbs)} arrays")
@@ -1485,7 +1493,11 @@ def load_rgb(path: str | os.PathLike) -> torch.Tensor:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HxWx3 float array -> 1x3xHxW float32 tensor (a copy: the array can be reused)."""
+    """HxWx3 float array -> 1x3xHxW float32 tensor (a copy: the array can be reused).
+
+    Raises:
+        ValueError: ``rgb`` is not H x W x 3.
+    """
     arr = np.asarray(rgb, dtype=np.float32)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 array, got shape {arr.shape}")
@@ -1493,7 +1505,11 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def from_tensor(t: torch.Tensor) -> np.ndarray:
-    """1x3xHxW (or 3xHxW) tensor -> HxWx3 float32 array clipped to [0, 1]."""
+    """1x3xHxW (or 3xHxW) tensor -> HxWx3 float32 array clipped to [0, 1].
+
+    Raises:
+        ValueError: ``t`` is not 1 x 3 x H x W or 3 x H x W.
+    """
     t = t.detach()
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]

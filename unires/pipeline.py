@@ -45,7 +45,11 @@ class EmbeddedModelMissing(FileNotFoundError):
 
 
 def embedded_model_path() -> Path:
-    """The model shipped inside the package (the default everywhere)."""
+    """The model shipped inside the package (the default everywhere).
+
+    Raises:
+        EmbeddedModelMissing: the package ships no trained model (no model_index.json).
+    """
     if not (EMBEDDED_MODEL_DIR / "model_index.json").is_file():
         raise EmbeddedModelMissing(
             "the embedded UniRes model is not in this installation yet "
@@ -57,6 +61,11 @@ def embedded_model_path() -> Path:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for "auto" / None (CUDA, else MPS, else CPU) or a device name.
+
+    Raises:
+        ValueError: CUDA or MPS asked for where PyTorch sees none.
+    """
     if device in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -76,6 +85,11 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The compute dtype: "auto" / None is fp16 on CUDA, else fp32; "fp32", "fp16", "bf16".
+
+    Raises:
+        ValueError: an unknown dtype name.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -125,7 +139,11 @@ class PreparedImage:
 def as_image_batch(image) -> torch.Tensor:
     """What ``UniResPipeline.__call__`` (and ``search.auto_weights``) accept, as a
     B x 3 x H x W tensor: a PIL image, an H x W x 3 array (uint8, or float in [0, 1]) or a
-    3 x H x W / B x 3 x H x W tensor in [0, 1] (passed through)."""
+    3 x H x W / B x 3 x H x W tensor in [0, 1] (passed through).
+
+    Raises:
+        ValueError: a tensor or array that is not 3-channel, or of another rank.
+    """
     if isinstance(image, torch.Tensor):
         batch = image if image.dim() == 4 else image[None]
         if batch.dim() != 4 or batch.shape[1] != 3:
@@ -169,14 +187,22 @@ class UniResPipeline:
         return cls(load_model(folder), device=device, dtype=dtype)
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the model folder (``load_model`` reads it), in ``dtype`` (None: as loaded)."""
         return save_model(self.components(), path, dtype=dtype)
 
     def components(self) -> ModelComponents:
+        """The pipeline's model as ``ModelComponents`` (shared, not copied)."""
         return ModelComponents(
             self.unet, self.vae, self.prompt_encoder, self.scheduler_config, self.settings
         )
 
     def to(self, device=None, dtype=None) -> UniResPipeline:
+        """Move to ``device`` in ``dtype`` (``resolve_device`` / ``resolve_dtype``); an fp16 model
+        keeps its autoencoder in fp32. Returns self.
+
+        Raises:
+            ValueError: as ``resolve_device`` / ``resolve_dtype``.
+        """
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         # nn.Module.to: diffusers' own .to() warns on every dtype cast.
@@ -191,10 +217,12 @@ class UniResPipeline:
     # ---- pieces -------------------------------------------------------------------------
     @property
     def vae_factor(self) -> int:
+        """Image pixels per latent cell a side."""
         return vae_downscale_factor(self.vae)
 
     @property
     def latent_channels(self) -> int:
+        """Channels of the autoencoder's latent."""
         return vae_latent_channels(self.vae)
 
     @property
@@ -280,7 +308,11 @@ class UniResPipeline:
         conditions=(Condition.LQ, Condition.DOWN_LQ),
     ) -> PreparedImage:
         """What every restoration of ``lq`` shares: the x4 upscale, padding to the model's
-        multiple, the condition latents (encoded once), the start noise of ``seed``."""
+        multiple, the condition latents (encoded once), the start noise of ``seed``.
+
+        Raises:
+            ValueError: ``scale`` is not 1 or 4.
+        """
         if scale not in (1, 4):
             raise ValueError(f"scale must be 1 or 4, got {scale}")
         tiles = tiles or TileSettings()
@@ -340,6 +372,10 @@ class UniResPipeline:
 
         ``strength`` 1 samples from pure noise (the paper); below 1 sampling starts from the
         LQ latent noised part-way (more fidelity, less generated detail).
+
+        Raises:
+            ValueError: ``strength`` outside (0, 1]; weights that ``validate_weights`` rejects
+                (``WeightsError``); a ``scale`` other than 1 or 4.
         """
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")

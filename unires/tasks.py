@@ -66,6 +66,11 @@ TRAINING_TASK_PROBS: dict[str, float] = {"sr": 0.32, "md": 0.28, "dd": 0.18, "dn
 
 
 def get_task(code: str) -> Task:
+    """The task of a code or alias, case and spaces ignored.
+
+    Raises:
+        ValueError: an unknown code (the message lists the known ones).
+    """
     try:
         return TASKS_BY_CODE[code.strip().lower()]
     except KeyError:

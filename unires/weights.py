@@ -29,7 +29,12 @@ class WeightsError(ValueError):
 
 
 def parse_weights(text: str) -> Weights:
-    """Parse ``"md=0.6,dn=-0.2,downlq=0.6"`` into a validated mapping."""
+    """Parse ``"md=0.6,dn=-0.2,downlq=0.6"`` into a validated mapping.
+
+    Raises:
+        WeightsError: a part that is not ``task=number``, or weights ``validate_weights``
+            rejects; ValueError: an unknown task code.
+    """
     weights: Weights = {}
     for part in text.replace(" ", "").split(","):
         if not part:
@@ -45,7 +50,12 @@ def parse_weights(text: str) -> Weights:
 
 
 def validate_weights(weights: Mapping[str, float]) -> Weights:
-    """Return a clean copy: known task codes, finite values, sum 1 within 1e-6."""
+    """Return a clean copy: known task codes, finite values, sum 1 within 1e-6.
+
+    Raises:
+        WeightsError: no weights, a non-finite weight, or a sum other than 1.
+        ValueError: an unknown task code.
+    """
     if not weights:
         raise WeightsError("no task weights given")
     clean: Weights = {}
@@ -121,6 +131,9 @@ def search_grid(
     Paper App. A.2: six tasks, -0.2..1.2 step 0.2, at most one negative -> 1512 points;
     the [0, 1] range gives 252. Values are enumerated as integers in units of ``step`` so the
     sum constraint is exact.
+
+    Raises:
+        WeightsError: the range is not a multiple of ``step``, or ``step`` does not divide 1.
     """
     lo, hi = round(vmin / step), round(vmax / step)
     if not math.isclose(lo * step, vmin, abs_tol=1e-9) or not math.isclose(

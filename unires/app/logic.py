@@ -53,18 +53,27 @@ class AppError(ValueError):
 
 
 def task_label(code: str) -> str:
+    """ "SR (super-resolution)": a task's code and name, as the sliders show it."""
     return f"{code.upper()} ({get_task(code).name})"
 
 
 def weights_from_values(values: Sequence[float]) -> Weights:
-    """Slider values, in ``TASK_CODES`` order, as a weight mapping (None counts as 0)."""
+    """Slider values, in ``TASK_CODES`` order, as a weight mapping (None counts as 0).
+
+    Raises:
+        ValueError: not one value per slider.
+    """
     if len(values) != len(TASK_CODES):
         raise ValueError(f"expected {len(TASK_CODES)} slider values, got {len(values)}")
     return {c: float(v or 0.0) for c, v in zip(TASK_CODES, values, strict=True)}
 
 
 def values_from_weights(weights: Mapping[str, float]) -> list[float]:
-    """Slider values for a weight mapping; tasks it does not name get 0."""
+    """Slider values for a weight mapping; tasks it does not name get 0.
+
+    Raises:
+        AppError: a task without a slider (pos, neg).
+    """
     unknown = set(weights) - set(TASK_CODES)
     if unknown:
         raise AppError(f"the page has no slider for task(s) {', '.join(sorted(unknown))}")
@@ -72,10 +81,12 @@ def values_from_weights(weights: Mapping[str, float]) -> list[float]:
 
 
 def weights_sum(weights: Mapping[str, float]) -> float:
+    """The exact (fsum) sum of the weights."""
     return math.fsum(weights.values())
 
 
 def sum_is_one(weights: Mapping[str, float]) -> bool:
+    """True when the weights sum to 1 within the sliders' rounding (``SUM_SLACK``)."""
     return abs(weights_sum(weights) - 1.0) <= SUM_SLACK
 
 
@@ -99,7 +110,11 @@ def _round_keeping_sum(weights: Mapping[str, float], target: float) -> Weights:
 
 def normalise(weights: Mapping[str, float]) -> Weights:
     """Make the weights sum to 1 by scaling the positive ones; negative weights are a deliberate
-    subtraction (e.g. dn=-0.2) and stay as they are."""
+    subtraction (e.g. dn=-0.2) and stay as they are.
+
+    Raises:
+        AppError: no positive weight, or the result would leave the sliders' range.
+    """
     weights = {c: float(v) for c, v in weights.items()}
     positive = math.fsum(v for v in weights.values() if v > 0)
     negative = math.fsum(v for v in weights.values() if v < 0)
@@ -125,7 +140,11 @@ def absorb_remainder(weights: Mapping[str, float], into: str) -> Weights:
 
 
 def weights_for_restore(weights: Mapping[str, float]) -> Weights:
-    """The weights to restore with: sum exactly 1 (after slider rounding), zeros dropped."""
+    """The weights to restore with: sum exactly 1 (after slider rounding), zeros dropped.
+
+    Raises:
+        AppError: the sum is not 1, or every weight is 0.
+    """
     if not sum_is_one(weights):
         raise AppError(
             f"task weights sum to {weights_sum(weights):.2f}, not 1 (Eq. 2): "
@@ -188,6 +207,11 @@ def _short(weights: Mapping[str, float]) -> str:
 
 
 def parse_scale(label: str | int) -> int:
+    """The upscale factor (1 or 4) of a scale label ("x1", "x4") or factor.
+
+    Raises:
+        AppError: any other label.
+    """
     if isinstance(label, int) and label in SCALES.values():
         return label
     try:
@@ -209,7 +233,11 @@ def load_photo(
     display_name: str | None = None,
 ) -> io.LoadedImage:
     """Decode an upload with :func:`unires.io.read_image`; any failure is an :class:`AppError`
-    naming the file as the user knows it (not the server's temp path)."""
+    naming the file as the user knows it (not the server's temp path).
+
+    Raises:
+        AppError: no upload, or a file that cannot be read or is too large at ``scale``.
+    """
     if path is None:
         raise AppError("upload a photo first (or pick an example)")
     name = display_name or Path(path).name
@@ -226,6 +254,7 @@ def load_photo(
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """H x W x C float in [0, 1] -> uint8 (rounded, clipped)."""
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 

@@ -87,6 +87,7 @@ class MultiTaskDataset(Dataset):
         return len(self.files)
 
     def file_for(self, index: int) -> Path:
+        """The file of sample ``index``: a seeded permutation per (epoch, lap over the files)."""
         n = len(self.files)
         lap = (self.epoch, index // n)
         if self._order is None or self._order[0] != lap:

@@ -20,6 +20,7 @@ def collate(items: list[dict]) -> dict:
 
 
 def worker_init(_worker_id: int) -> None:
+    """DataLoader worker start: one torch thread, and SIGINT / SIGTERM left to the main process."""
     # Each worker degrades one sample at a time: one thread each avoids oversubscription.
     torch.set_num_threads(1)
     # Ctrl-C (and a SIGTERM sent to the whole process group) must reach only the main
@@ -37,6 +38,7 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = True,
 ) -> DataLoader:
+    """A DataLoader over ``dataset`` with ``collate``, seeded shuffling and quiet workers."""
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,

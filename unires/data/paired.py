@@ -47,7 +47,11 @@ def _match_by_name(lq_dir: Path, hq_dir: Path, task: str, source: str) -> list[P
 
 
 def gopro_pairs(root: str | Path, split: str = "train") -> list[Pair]:
-    """GoPro: ``root/<split>/<scene>/blur/*`` with the same names in ``.../sharp``."""
+    """GoPro: ``root/<split>/<scene>/blur/*`` with the same names in ``.../sharp``.
+
+    Raises:
+        LayoutError: ``root/<split>`` is not a folder.
+    """
     base = Path(root) / split
     if not base.is_dir():
         raise LayoutError(f"{root}: GoPro layout needs {split}/<scene>/blur and sharp folders")
@@ -59,7 +63,11 @@ def gopro_pairs(root: str | Path, split: str = "train") -> list[Pair]:
 
 
 def dpdd_pairs(root: str | Path, split: str = "train") -> list[Pair]:
-    """DPDD (dual-pixel defocus): ``root/<split>_c/source`` -> ``root/<split>_c/target``."""
+    """DPDD (dual-pixel defocus): ``root/<split>_c/source`` -> ``root/<split>_c/target``.
+
+    Raises:
+        LayoutError: ``source`` or ``target`` is missing.
+    """
     base = Path(root) / f"{split}_c"
     if not (base / "source").is_dir() or not (base / "target").is_dir():
         raise LayoutError(f"{root}: DPDD layout needs {split}_c/source and {split}_c/target")
@@ -67,7 +75,11 @@ def dpdd_pairs(root: str | Path, split: str = "train") -> list[Pair]:
 
 
 def sidd_medium_pairs(root: str | Path) -> list[Pair]:
-    """SIDD-Medium: in each ``root/Data/<scene>``, ``*NOISY_*`` pairs with ``*GT_*``."""
+    """SIDD-Medium: in each ``root/Data/<scene>``, ``*NOISY_*`` pairs with ``*GT_*``.
+
+    Raises:
+        LayoutError: ``root/Data`` is not a folder.
+    """
     data = Path(root) / "Data"
     if not data.is_dir():
         raise LayoutError(f"{root}: SIDD-Medium layout needs Data/<scene>/*_NOISY_* and *_GT_*")
@@ -83,7 +95,11 @@ def sidd_medium_pairs(root: str | Path) -> list[Pair]:
 
 
 def hq_images(root: str | Path) -> list[Path]:
-    """DF2K, LSDIR or any folder of clean images (recursive, LR copies skipped)."""
+    """DF2K, LSDIR or any folder of clean images (recursive, LR copies skipped).
+
+    Raises:
+        LayoutError: ``root`` is not a folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not a folder of HQ images")
@@ -115,6 +131,7 @@ class PairedDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s crops and flips from now on."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:

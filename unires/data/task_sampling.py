@@ -14,7 +14,11 @@ NEGATIVE_PROMPT_PROB = 0.01
 
 
 def validate_task_probs(probs: Mapping[str, float]) -> dict[str, float]:
-    """Non-negative finite weights with a positive sum, normalised to probabilities."""
+    """Non-negative finite weights with a positive sum, normalised to probabilities.
+
+    Raises:
+        ValueError: no weights, a negative or non-finite one, or a zero sum.
+    """
     if not probs:
         raise ValueError("task probabilities are empty")
     for code, p in probs.items():

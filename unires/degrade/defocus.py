@@ -35,6 +35,7 @@ def _coverage_to_kernel(inside: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def kernel_size_for(radius: float) -> int:
+    """Odd kernel side that holds a disc of ``radius`` pixels."""
     return 2 * math.ceil(radius + 0.5) + 1
 
 
@@ -114,6 +115,10 @@ class DefocusConfig:
 def random_defocus(
     img: torch.Tensor, gen: torch.Generator, cfg: DefocusConfig | None = None
 ) -> tuple[torch.Tensor, list[dict]]:
+    """Defocus blur of each image of (B, 3, H, W) in [0, 1] with a random disc or polygon
+    aperture (sometimes varying across the image); returns the blurred batch and one parameter
+    record per image.
+    """
     cfg = cfg or DefocusConfig()
     outs, params = [], []
     for i in range(img.shape[0]):

@@ -22,10 +22,12 @@ def to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
 
 
 def from_uint8_hwc(arr: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """H x W x 3 uint8 -> (3, H, W) float32 in [0, 1] on ``device``."""
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float().div(255).to(device)
 
 
 def jpeg_bytes(img: torch.Tensor, quality: int) -> bytes:
+    """(3, H, W) in [0, 1] as JPEG bytes at ``quality`` (1-100)."""
     buf = io.BytesIO()
     Image.fromarray(to_uint8_hwc(img)).save(buf, format="JPEG", quality=int(quality))
     return buf.getvalue()

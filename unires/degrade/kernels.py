@@ -60,6 +60,9 @@ def _normalised(k: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, theta: float = 0.0) -> torch.Tensor:
+    """(size, size) anisotropic Gaussian, std ``sigma_x`` / ``sigma_y`` pixels, rotated by
+    ``theta`` radians; sums to 1.
+    """
     return _normalised(torch.exp(-0.5 * _quadratic_form(size, sigma_x, sigma_y, theta)))
 
 
@@ -93,6 +96,7 @@ def sinc_kernel(size: int, cutoff: float, pad_to: int = 0) -> torch.Tensor:
 
 
 def identity_kernel(size: int) -> torch.Tensor:
+    """(size, size) kernel that leaves an image unchanged (a centred 1)."""
     k = torch.zeros(size, size)
     k[size // 2, size // 2] = 1.0
     return k

@@ -29,6 +29,7 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def to_grey(img: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma (ITU-R 601 weights)."""
     w = torch.tensor(_LUMA, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
     return (img * w).sum(1, keepdim=True)
 
@@ -115,11 +116,13 @@ def random_realesrgan_noise(
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1)."""
     x = x.clamp(0, 1)
     return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    """Linear light in [0, 1] -> sRGB-encoded values (IEC 61966-2-1)."""
     x = x.clamp(0, 1)
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
 
@@ -131,6 +134,7 @@ def smoothstep_tone(x: torch.Tensor) -> torch.Tensor:
 
 
 def inverse_smoothstep_tone(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of the smoothstep tone curve 3x^2 - 2x^3 (Brooks et al., unprocessing)."""
     y = y.clamp(0, 1)
     return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * y) / 3.0)
 

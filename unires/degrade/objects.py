@@ -53,6 +53,7 @@ def kmeans_regions(
 
 
 def random_ellipse_mask(gen: torch.Generator, h: int, w: int) -> tuple[torch.Tensor, dict]:
+    """A random ellipse as an (h, w) 0/1 mask, and its parameters (centre, axes, angle)."""
     cy, cx = rng.uniform(gen, 0.2, 0.8), rng.uniform(gen, 0.2, 0.8)
     ay, ax = rng.uniform(gen, 0.1, 0.35), rng.uniform(gen, 0.1, 0.35)
     angle = rng.uniform(gen, 0, math.pi)

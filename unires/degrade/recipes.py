@@ -104,18 +104,21 @@ def sr_realesrgan(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1)
 
 
 def camera_shake(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """The "motion" recipe: camera-shake blur; (LQ at HQ / scale, parameter records)."""
     cfg = cfg or DegradationConfig()
     lq, params = random_shake_blur(hq, gen, cfg.shake)
     return _finish(lq, hq, scale), [{"recipe": "motion", **p} for p in params]
 
 
 def oid_motion(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """The "oid-motion" recipe: moving objects on a still background; (LQ, parameter records)."""
     cfg = cfg or DegradationConfig()
     lq, params = random_oid_motion(hq, gen, cfg.oid_motion)
     return _finish(lq, hq, scale), params
 
 
 def defocus(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """The "defocus" recipe: lens defocus blur; (LQ at HQ / scale, parameter records)."""
     cfg = cfg or DegradationConfig()
     lq, params = random_defocus(hq, gen, cfg.defocus)
     return _finish(lq, hq, scale), [{"recipe": "defocus", **p} for p in params]
@@ -195,6 +198,7 @@ def gaussian_recipe(sigma_255: float) -> Recipe:
 
 
 def complex_mixture(hq, gen, cfg: DegradationConfig | None = None, scale: int = 1):
+    """The "complex" recipe: several degradations in a random order; (LQ, parameter records)."""
     cfg = cfg or DegradationConfig()
     lq, params = random_complex(hq, gen, cfg.complex)
     return _finish(lq, hq, scale), params
@@ -255,7 +259,11 @@ def degrade_for_task(
     gen: torch.Generator | int,
     cfg: DegradationConfig | None = None,
 ) -> tuple[torch.Tensor, Params]:
-    """LQ for one of the four training tasks, at the HQ's size (UniRes's conditioning)."""
+    """LQ for one of the four training tasks, at the HQ's size (UniRes's conditioning).
+
+    Raises:
+        ValueError: a task with no training recipe.
+    """
     try:
         recipe = TASK_RECIPES[task_code]
     except KeyError:
@@ -275,6 +283,12 @@ def run_recipe(
     cfg: DegradationConfig | None = None,
     scale: int = 1,
 ) -> tuple[torch.Tensor, Params]:
+    """The recipe ``name`` on (B, 3, H, W) in [0, 1]: (LQ (B, 3, H/scale, W/scale), one parameter
+    record per image). ``gen``: a generator or a seed.
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
     try:
         recipe = RECIPES[name]
     except KeyError:

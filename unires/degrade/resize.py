@@ -30,4 +30,5 @@ def bicubic_resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def random_resize_mode(gen: torch.Generator) -> str:
+    """One of ``RESIZE_MODES``, uniformly."""
     return rng.choice(gen, RESIZE_MODES)

@@ -24,20 +24,24 @@ def generator_for(seed: int, *keys: object) -> torch.Generator:
 
 
 def as_generator(gen: torch.Generator | int | None) -> torch.Generator:
+    """``gen`` itself, or a CPU generator seeded with it (None: 0)."""
     if isinstance(gen, torch.Generator):
         return gen
     return torch.Generator().manual_seed(0 if gen is None else int(gen))
 
 
 def uniform(gen: torch.Generator, low: float, high: float) -> float:
+    """A float uniform in [low, high) (float64 draw)."""
     return float(low + (high - low) * torch.rand((), generator=gen, dtype=torch.float64))
 
 
 def log_uniform(gen: torch.Generator, low: float, high: float) -> float:
+    """A float whose log is uniform in [log low, log high); low, high > 0."""
     return math.exp(uniform(gen, math.log(low), math.log(high)))
 
 
 def bernoulli(gen: torch.Generator, p: float) -> bool:
+    """True with probability ``p``."""
     return bool(torch.rand((), generator=gen, dtype=torch.float64) < p)
 
 
@@ -47,6 +51,11 @@ def randint(gen: torch.Generator, low: int, high: int) -> int:
 
 
 def choice(gen: torch.Generator, items: Sequence[T], probs: Sequence[float] | None = None) -> T:
+    """One of ``items``, uniformly or with weights ``probs`` (need not sum to 1).
+
+    Raises:
+        ValueError: ``probs`` and ``items`` differ in length.
+    """
     if probs is None:
         return items[randint(gen, 0, len(items) - 1)]
     if len(probs) != len(items):

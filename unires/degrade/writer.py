@@ -137,6 +137,9 @@ def write_degraded_set(
     ``scale`` > 1 writes LQ at HQ / scale (HQ cropped to a multiple of ``scale``); 1 keeps
     the HQ size. Problems with single inputs are reported through ``on_problem(file,
     message)`` and do not stop the others.
+
+    Raises:
+        ValueError: an unknown ``recipe``.
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r} (have {', '.join(RECIPES)})")

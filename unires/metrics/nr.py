@@ -312,7 +312,11 @@ class NIQE(QualityMetric):
 
     def for_size(self, height: int, width: int) -> tuple[NIQE, str | None]:
         """This NIQE, or one with smaller blocks for an image too small for two of them
-        (``fit_to_size``), with a one-line note saying so."""
+        (``fit_to_size``), with a one-line note saying so.
+
+        Raises:
+            ValueError: the image is too small even for the smallest blocks.
+        """
         if self.fits(height, width):
             return self, None
         for size in NIQE_SMALL_BLOCK_SIZES:
@@ -328,6 +332,11 @@ class NIQE(QualityMetric):
         )
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
+        """NIQE per image of (B, 3, H, W) in [0, 1]: (B,) float32, lower is better.
+
+        Raises:
+            ValueError: fewer than two blocks fit in the image (see ``for_size``).
+        """
         images = _check_images(images)
         if self.crop_border:
             c = self.crop_border
@@ -404,6 +413,11 @@ class PIQE(QualityMetric):
     higher_is_better = False
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
+        """PIQE per image of (B, 3, H, W) in [0, 1]: (B,) float32 in [0, 100], lower is better.
+
+        Raises:
+            ValueError: not a B x 3 x H x W batch.
+        """
         images = _check_images(images)
         gray = _luma(images)
         peak = gray.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
@@ -481,6 +495,11 @@ class PyIQAMetric(QualityMetric):
         self._device = torch.device(device)
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
+        """The pyiqa metric per image of (B, 3, H, W) in [0, 1]: (B,) float32 on the images' device.
+
+        Raises:
+            ValueError: not a B x 3 x H x W batch.
+        """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape B x 3 x H x W, got {tuple(images.shape)}")
         with torch.no_grad():
@@ -501,6 +520,10 @@ def get_metric(name: str = "niqe", device: str | torch.device = "cpu") -> Qualit
     """The no-reference metric called ``name`` (one of ``METRIC_NAMES``); default NIQE.
 
     ``device`` only matters for the pyiqa metrics; NIQE and PIQE run where the images are.
+
+    Raises:
+        ValueError: an unknown name.
+        ImportError: a pyiqa metric without the ``iqa`` extra (or its weights).
     """
     key = name.lower()
     if key == "niqe":

@@ -24,6 +24,7 @@ class ResBlock(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + conv2(act(conv1(act(x)))): (B, C, H, W) -> (B, C, H, W)."""
         return x + self.conv2(self.act(self.conv1(self.act(x))))
 
 
@@ -87,9 +88,11 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
 
     @property
     def latent_channels(self) -> int:
+        """Channels of the latent (C of z: (B, C, H/8, W/8))."""
         return self.config.latent_channels
 
     def encode_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1], H and W multiples of 8 -> unscaled latent (B, C, H/8, W/8)."""
         h = self.enc_in(nn.functional.pixel_unshuffle(x, 4))
         h = self.enc_down(self.act(self.enc_hi(h)))
         z = self.enc_out(self.act(self.enc_lo(h)))
@@ -98,6 +101,7 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
         return z
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Unscaled latent (B, C, h, w) -> image (B, 3, 8h, 8w), about [-1, 1] (not clamped)."""
         h = self.dec_lo(self.dec_in(z))
         h = nn.functional.pixel_shuffle(self.dec_up(self.act(h)), 2)
         h = nn.functional.pixel_shuffle(self.dec_out(self.act(self.dec_hi(h))), 4)
@@ -106,12 +110,15 @@ class UniResAutoencoder(ModelMixin, ConfigMixin):
         return h
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1] -> latent (B, C, H/8, W/8), shifted and scaled to unit scale."""
         return (self.encode_raw(x) - self.config.shift_factor) * self.config.scaling_factor
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent (B, C, h, w) from ``encode`` -> image (B, 3, 8h, 8w), about [-1, 1]."""
         return self.decode_raw(z / self.config.scaling_factor + self.config.shift_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction (B, 3, H, W) of an image in [-1, 1] (training the autoencoder)."""
         return self.decode_raw(self.encode_raw(x))
 
 
@@ -133,21 +140,26 @@ class SpaceToDepthAutoencoder(ModelMixin, ConfigMixin):
 
     @property
     def downscale_factor(self) -> int:
+        """Pixels per latent cell a side (``factor``)."""
         return int(self.config.factor)
 
     @property
     def latent_channels(self) -> int:
+        """3 * factor**2 latent channels."""
         return 3 * int(self.config.factor) ** 2
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1] -> (B, 3 f^2, H/f, W/f), shifted and scaled (lossless)."""
         z = nn.functional.pixel_unshuffle(x, self.config.factor)
         return (z - self.config.shift_factor) * self.config.scaling_factor * self.unit
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The exact inverse of ``encode``: (B, 3 f^2, h, w) -> (B, 3, f h, f w)."""
         z = z / self.config.scaling_factor + self.config.shift_factor
         return nn.functional.pixel_shuffle(z * self.unit, self.config.factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(x))``: the input itself, up to rounding."""
         return self.decode(self.encode(x))
 
 
@@ -155,7 +167,12 @@ OWN_AUTOENCODERS = (UniResAutoencoder, SpaceToDepthAutoencoder)
 
 
 def load_own_autoencoder(path, torch_dtype: torch.dtype = torch.float32):
-    """A project autoencoder folder (either class), chosen by its config's class name."""
+    """A project autoencoder folder (either class), chosen by its config's class name.
+
+    Raises:
+        ValueError: the folder's config names no UniRes autoencoder class.
+        OSError: the folder or its config.json cannot be read.
+    """
     import json
     from pathlib import Path
 
@@ -191,6 +208,7 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
 
 
 def vae_downscale_factor(vae) -> int:
+    """Image pixels per latent cell a side of any autoencoder (ours, AutoencoderKL, Tiny)."""
     if _is_own(vae):
         return vae.downscale_factor
     cfg = vae.config
@@ -200,6 +218,7 @@ def vae_downscale_factor(vae) -> int:
 
 
 def vae_latent_channels(vae) -> int:
+    """Latent channels of any autoencoder (ours or a diffusers one)."""
     if _is_own(vae):
         return vae.latent_channels
     return int(vae.config.latent_channels)

@@ -161,6 +161,14 @@ def _load_component(folder: Path, index: dict, name: str, dtype):
 
 
 def load_model(folder: str | Path, dtype: torch.dtype | None = None) -> ModelComponents:
+    """The components of a UniRes model folder (``model_index.json`` and one folder a component),
+    in ``dtype`` (None: as stored).
+
+    Raises:
+        ModelFolderError: no or invalid ``model_index.json``, or a component that is missing or
+            of an unknown class.
+        ConfigError: the "unires" settings have an unknown key or value.
+    """
     folder = Path(folder)
     index_path = folder / "model_index.json"
     if not index_path.is_file():

@@ -21,6 +21,14 @@ from .unet import widen_conv_in
 
 
 def load_stable_diffusion(folder: str | Path, settings: UniResSettings | None = None):
+    """A diffusers Stable Diffusion / InstructPix2Pix folder as UniRes components: the UNet's
+    ``conv_in`` widened for the LQ latent (new channels zero), its VAE, CLIP text encoder and a
+    DDIM scheduler config.
+
+    Raises:
+        ModelFolderError: a component folder is missing, or the UNet's input channels fit
+            neither SD nor InstructPix2Pix.
+    """
     folder = Path(folder)
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         if not (folder / sub).is_dir():
@@ -49,6 +57,11 @@ def load_stable_diffusion(folder: str | Path, settings: UniResSettings | None = 
 def convert_stable_diffusion(
     src: str | Path, dst: str | Path, settings: UniResSettings | None = None
 ) -> Path:
+    """Write ``src`` (a diffusers SD folder) as a UniRes model folder ``dst``; returns ``dst``.
+
+    Raises:
+        ModelFolderError: as ``load_stable_diffusion``.
+    """
     components = load_stable_diffusion(src, settings)
     src_index = Path(src) / "model_index.json"
     if src_index.is_file():

@@ -91,6 +91,7 @@ class Denoiser:
     # ---- the diffused variable ------------------------------------------------------------
     @property
     def residual(self) -> bool:
+        """True when the model diffuses the residual (z_HQ - z_LQ) rather than z_HQ."""
         return self.settings.diffusion_target == "residual"
 
     def to_diffused(self, z_hq: torch.Tensor, z_lq: torch.Tensor) -> torch.Tensor:
@@ -119,13 +120,16 @@ class Denoiser:
     # ---- the network call -----------------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
+        """The network's parameter dtype."""
         return next(self.net.parameters()).dtype
 
     @property
     def downsample_factor(self) -> int:
+        """How many times the network halves the latent: latent sides must be multiples of 2**this."""
         return network_downsample_factor(_unwrap(self.net))
 
     def activation_channels(self) -> float:
+        """Activation channels per latent cell (for memory estimates of tiles)."""
         return network_activation_channels(_unwrap(self.net))
 
     def __call__(
@@ -193,6 +197,9 @@ class Denoiser:
         ``weighting``: "none" (plain MSE, the paper) or "target_energy": each sample divided
         by the expected energy of its target given x0, so tasks whose residuals are small
         (mild noise) weigh as much as those with large ones (x4 SR; docs/TRAINING.md).
+
+        Raises:
+            ValueError: an unknown ``weighting``.
         """
         if weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss_weighting {weighting!r} (one of {LOSS_WEIGHTINGS})")

@@ -66,7 +66,12 @@ class ModelConfig:
 
 
 def build_model(cfg: ModelConfig, vae=None) -> ModelComponents:
-    """Untrained components; ``vae`` lets training start from a trained autoencoder."""
+    """Untrained components; ``vae`` lets training start from a trained autoencoder.
+
+    Raises:
+        ValueError: the autoencoder's latent channels differ from the UNet's, or an unknown
+            ``backbone``.
+    """
     a = cfg.autoencoder
     if vae is None and a.space_to_depth > 0:
         vae = SpaceToDepthAutoencoder(factor=a.space_to_depth)

@@ -51,6 +51,9 @@ class RestorationHead(torch.nn.Module):
     def forward(
         self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
+        """The head's output (B, C, h, w) for latent input ``x`` (B, C_in, h, w), ``timestep``
+        (scalar or (B,)) and prompt embeddings ``context`` (B, tokens, width).
+        """
         b = x.shape[0]
         t = timestep if torch.is_tensor(timestep) else torch.tensor([timestep])
         t = t.to(x.device).flatten().expand(b) if t.numel() == 1 else t.to(x.device)
@@ -96,6 +99,7 @@ class UNetWithHead(ModelMixin, ConfigMixin):
         return_dict: bool = True,
         **kwargs,
     ):
+        """The UNet's output plus the head's, as ``UNet2DConditionModel.forward`` returns it."""
         out = self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs)
         out = out.sample + self.head(sample, timestep, encoder_hidden_states)
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)

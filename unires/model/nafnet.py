@@ -43,6 +43,7 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Layer norm over the channels of (B, C, H, W), per pixel."""
         x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
@@ -79,6 +80,7 @@ class NAFBlock(nn.Module):
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), modulated by the time and prompt embedding ``emb`` (B, E)."""
         scale1, shift1, scale2, shift2 = self.modulation(emb)[..., None, None].chunk(4, dim=1)
         y = self.norm1(x) * (1 + scale1) + shift1
         y = simple_gate(self.conv2(self.conv1(y)))
@@ -163,6 +165,9 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
         return block(x, emb)
 
     def forward(self, sample, timestep, encoder_hidden_states, return_dict=True, **kwargs):
+        """The denoiser output (B, C_out, h, w) for ``sample`` (B, C_in, h, w), ``timestep`` (scalar
+        or (B,)) and prompt embeddings (B, tokens, width); ``UNet2DConditionModel``'s interface.
+        """
         b = sample.shape[0]
         t = torch.as_tensor(timestep, device=sample.device).flatten()
         t = t.expand(b) if t.numel() == 1 else t

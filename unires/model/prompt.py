@@ -18,7 +18,8 @@ from torch import nn
 
 
 class PromptEncoder(Protocol):
-    def encode(self, prompts: list[str]) -> torch.Tensor: ...
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """Embeddings (B, tokens, width) of B prompt strings."""
 
 
 class UnknownPromptError(ValueError):
@@ -41,6 +42,11 @@ class TaskPromptTable(ModelMixin, ConfigMixin):
         self._index = {p: i for i, p in enumerate(prompts)}
 
     def index(self, prompts: list[str]) -> torch.Tensor:
+        """Row indices (B,) of the prompts in the table.
+
+        Raises:
+            UnknownPromptError: a prompt the table does not hold.
+        """
         try:
             rows = [self._index[p] for p in prompts]
         except KeyError as e:
@@ -51,9 +57,11 @@ class TaskPromptTable(ModelMixin, ConfigMixin):
         return torch.tensor(rows, dtype=torch.long, device=self.embedding.device)
 
     def forward(self, prompt_ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, tokens, width) of the table rows ``prompt_ids`` (B,)."""
         return self.embedding[prompt_ids]
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
+        """Embeddings (B, tokens, width) of B prompts of the table (``UnknownPromptError`` otherwise)."""
         return self(self.index(prompts))
 
 
@@ -67,6 +75,7 @@ class CLIPPromptEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, torch_dtype: torch.dtype | None = None):
+        """The CLIP tokenizer and text encoder of a folder (``tokenizer/``, ``text_encoder/``), offline."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
         folder = Path(folder)
@@ -78,19 +87,23 @@ class CLIPPromptEncoder(nn.Module):
         return cls(tokenizer, text_encoder)
 
     def save_pretrained(self, folder: str | Path) -> None:
+        """Write ``tokenizer/`` and ``text_encoder/`` (safetensors) under ``folder``."""
         folder = Path(folder)
         self.tokenizer.save_pretrained(folder / "tokenizer")
         self.text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
 
     @property
     def device(self) -> torch.device:
+        """The text encoder's device."""
         return self.text_encoder.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The text encoder's dtype."""
         return self.text_encoder.dtype
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
+        """CLIP's last hidden states (B, 77, width) of B prompts (padded or truncated to 77 tokens)."""
         ids = self.tokenizer(
             prompts,
             padding="max_length",

@@ -86,6 +86,9 @@ def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditi
 
     As in InstructPix2Pix: with a zero condition weight the widened model computes exactly
     what the text-to-image model did, so fine-tuning starts from the pretrained behaviour.
+
+    Raises:
+        ValueError: ``in_channels`` is fewer than ``conv_in`` has.
     """
     old = unet.conv_in
     if old.in_channels == in_channels:
@@ -110,4 +113,5 @@ def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> UNet2DConditi
 
 
 def count_parameters(module: torch.nn.Module) -> int:
+    """Number of parameters (elements) of ``module``."""
     return sum(p.numel() for p in module.parameters())

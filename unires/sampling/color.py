@@ -52,6 +52,12 @@ def wavelet_color_fix(result: torch.Tensor, reference: torch.Tensor, levels: int
 
 
 def apply_color_fix(result: torch.Tensor, reference: torch.Tensor, method: str | None):
+    """``result`` (B, 3, H, W) with the colours of ``reference`` (same shape): "adain" (mean and
+    std per channel), "wavelet" (low frequencies), or None / "none" (unchanged).
+
+    Raises:
+        ValueError: an unknown method.
+    """
     if method in (None, "none"):
         return result
     if method == "adain":

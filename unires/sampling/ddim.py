@@ -61,8 +61,11 @@ class TaskMixture:
 
     cond_latents / prompt_embeds map task code -> (B, C, h, w) condition input (already
     through ``denoiser.condition``) / (L, D) prompt embedding. Tasks whose weight
-    is zero are dropped here and never evaluated. ``tiler`` (optional) splits the latent
-    into overlapping tiles and blends the mixed outputs (see ``tiling.TiledDenoiser``).
+    is zero are dropped here and never evaluated. Large latents are tiled outside, by
+    ``tiling.TiledDenoiser`` around this model.
+
+    Raises:
+        ValueError: every weight is zero.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class TaskMixture:
         self.weights = torch.tensor([float(weights[k]) for k in self.tasks], dtype=torch.float64)
 
     def predict(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Eq. 2: the weighted sum of the tasks' model outputs at (z_t, t); ``cond`` unused."""
         preds = predict_tasks(self.denoiser, z_t, t, cond, self.embeds)
         return combine_task_predictions(preds, self.weights.float())
 
@@ -125,6 +129,9 @@ def sample_unires_ddim(
     ``strength`` < 1 (not in the paper; img2img / SDEdit): run only the last ``strength``
     fraction of the steps, starting from ``x0_init`` noised to that level with ``x`` as the
     noise. Lower strength stays closer to ``x0_init``.
+
+    Raises:
+        ValueError: ``strength`` < 1 without ``x0_init``.
     """
     scheduler = make_scheduler(scheduler_config, steps)
     timesteps = strength_timesteps(scheduler, strength)

@@ -19,7 +19,11 @@ T = TypeVar("T")
 
 def tile_starts(size: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering [0, size) with >= ``overlap``
-    overlap; the last tile ends exactly at ``size``. Starts are multiples of ``align``."""
+    overlap; the last tile ends exactly at ``size``. Starts are multiples of ``align``.
+
+    Raises:
+        ValueError: ``size`` is not a multiple of ``align``.
+    """
     if tile >= size:
         return [0]
     stride = max(align, (tile - overlap) // align * align)
@@ -113,6 +117,7 @@ class TiledDenoiser:
 
 
 def is_out_of_memory(err: BaseException) -> bool:
+    """True for a CUDA / MPS out-of-memory error (which tiling smaller can avoid)."""
     if isinstance(err, torch.OutOfMemoryError):
         return True
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()

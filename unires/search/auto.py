@@ -55,7 +55,11 @@ class AutoResult:
     note: str | None = None  # one line when the image made the search adapt, else None
 
     def to_pil(self):
-        """The restoration as an 8-bit RGB PIL image."""
+        """The restoration as an 8-bit RGB PIL image.
+
+        Raises:
+            ValueError: the result holds no image.
+        """
         from PIL import Image
 
         if self.image is None:
@@ -66,7 +70,12 @@ class AutoResult:
 
 def read_weight_sets(path: str | Path) -> list[dict[str, float]]:
     """Weight sets from ``unires search --mine``'s JSON ({"sets": [{"weights": ...}]}) or a
-    plain JSON list of weight mappings."""
+    plain JSON list of weight mappings.
+
+    Raises:
+        ValueError: the file cannot be read or holds no sets; ``WeightsError`` for a set that
+            does not sum to 1.
+    """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -22,6 +22,9 @@ def mine_frequent_sets(
     """The ``top`` most frequent weight sets with their counts, most frequent first.
 
     Sets equal to 1e-6 are the same set; ties keep the order in which sets first appear.
+
+    Raises:
+        ValueError: ``top`` < 1.
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")

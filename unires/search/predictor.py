@@ -158,6 +158,7 @@ class WeightPredictor:
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
     def predict_raw(self, image: torch.Tensor) -> np.ndarray:
+        """The forest's raw output for one image (1, 3, H, W) in [0, 1]: one weight per grid task."""
         return np.asarray(self.forest.predict(image_features(image)[None]))[0]
 
     def predict(self, image: torch.Tensor) -> Weights:
@@ -178,6 +179,12 @@ class WeightPredictor:
 
     @classmethod
     def load(cls, path: str | Path) -> WeightPredictor:
+        """A predictor saved by ``save``.
+
+        Raises:
+            ValueError: not a predictor file of this format, or one trained on other features.
+            ImportError: joblib (the ``learn`` extra) is not installed.
+        """
         payload = _joblib().load(path)
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: not a UniRes weight predictor (format {FORMAT_VERSION})")
@@ -204,7 +211,11 @@ def fit_predictor(
     n_estimators: int = 200,
     seed: int = 0,
 ) -> WeightPredictor:
-    """Fit the forest on (n, len(FEATURE_NAMES)) features and the n searched optima."""
+    """Fit the forest on (n, len(FEATURE_NAMES)) features and the n searched optima.
+
+    Raises:
+        ValueError: fewer than two pairs, or features and targets differ in number.
+    """
     grid = grid or GridSpec()
     if len(features) != len(targets) or len(targets) < 2:
         raise ValueError(f"need >= 2 (image, weights) pairs, got {len(targets)}")
@@ -218,7 +229,11 @@ def train_from_search_log(
     folder: str | Path, *, n_estimators: int = 200, seed: int = 0
 ) -> tuple[WeightPredictor, int]:
     """Fit on the records of ``unires search`` in ``folder`` (their ``input`` images are
-    read again for the features). Returns the predictor and the number of images used."""
+    read again for the features). Returns the predictor and the number of images used.
+
+    Raises:
+        ValueError: fewer than two records with readable inputs.
+    """
     from .. import io
     from .frequent import read_search_log
 

@@ -82,6 +82,7 @@ class CropSampler:
         self.crop = crop
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` random crops (n, 3, crop, crop) in [-1, 1], flipped and transposed at random."""
         out = torch.empty(n, 3, self.crop, self.crop)
         idx = torch.randint(len(self.images), (n,), generator=gen)
         for i, j in enumerate(idx.tolist()):
@@ -121,6 +122,7 @@ def light_degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.T
 
 
 def psnr_on_folder(model: UniResAutoencoder, folder: str | Path) -> float:
+    """Mean reconstruction PSNR (dB) over the images of ``folder`` (cropped to multiples of 8)."""
     files = io.list_images([folder])
     values = []
     model.eval()
@@ -137,6 +139,7 @@ def psnr_on_folder(model: UniResAutoencoder, folder: str | Path) -> float:
 
 
 def lr_at(step: int, cfg: AutoencoderTrainConfig) -> float:
+    """The learning rate at ``step``: linear warm-up, then cosine down to ``lr_min``."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -144,6 +147,7 @@ def lr_at(step: int, cfg: AutoencoderTrainConfig) -> float:
 
 
 def save_checkpoint(path: Path, model, opt, step: int, gen: torch.Generator) -> None:
+    """Write model, optimizer, step and RNG states to ``path`` atomically."""
     state = {
         "model": model.state_dict(),
         "opt": opt.state_dict(),
@@ -157,6 +161,7 @@ def save_checkpoint(path: Path, model, opt, step: int, gen: torch.Generator) -> 
 
 @torch.no_grad()
 def fit_latent_scale(model: UniResAutoencoder, sampler: CropSampler, n: int = 64) -> tuple:
+    """(scaling_factor, shift_factor) that make the latents of ``n`` crops zero-mean, unit-std."""
     gen = torch.Generator().manual_seed(1234)
     z = torch.cat([model.encode_raw(sampler.sample(16, gen)) for _ in range(max(1, n // 16))])
     shift = float(z.mean())
@@ -172,6 +177,9 @@ def export(model: UniResAutoencoder, sampler: CropSampler, out_dir: Path) -> Non
 
 
 def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
+    """Train the autoencoder of ``cfg``; ``resume`` continues from ``OUTPUT_DIR/checkpoint.pt``.
+    Returns the output folder, holding the model (``save_pretrained``) and its PSNR log.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
@@ -244,6 +252,7 @@ def train(cfg: AutoencoderTrainConfig, resume: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m unires.train.autoencoder --config C [--resume]``."""
     ap = argparse.ArgumentParser(prog="python -m unires.train.autoencoder")
     ap.add_argument("--config", required=True)
     ap.add_argument("--resume", action="store_true")

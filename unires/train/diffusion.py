@@ -125,6 +125,7 @@ class SampleIndices(torch.utils.data.Sampler):
 
 
 def build_train_dataset(cfg: TrainConfig):
+    """The training set of ``cfg.data``: HQ crops degraded on the fly (``MultiTaskDataset``)."""
     from ..data.hq_folder import MultiTaskDataset
 
     return MultiTaskDataset(
@@ -168,6 +169,7 @@ def _checkpoint_dirs(out: Path) -> tuple[Path, Path, Path]:
 
 
 def latest_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint folder under ``out`` (also one a kill left half-renamed), or None."""
     final, _, old = _checkpoint_dirs(out)
     if (final / "trainer_state.json").is_file():
         return final
@@ -691,7 +693,11 @@ def validate(
 
 
 def export_from_checkpoint(cfg: TrainConfig, folder: Path | None = None) -> Path:
-    """Write the EMA model of the latest checkpoint as a model folder, without training."""
+    """Write the EMA model of the latest checkpoint as a model folder, without training.
+
+    Raises:
+        FileNotFoundError: ``cfg.output_dir`` holds no checkpoint, or one without EMA state.
+    """
     from accelerate import Accelerator
 
     out = Path(cfg.output_dir)

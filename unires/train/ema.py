@@ -16,10 +16,12 @@ class EMA:
         self.updates = 0
 
     def current_decay(self) -> float:
+        """The decay of the next update: ``decay``, ramped up from 0.1 over the first updates."""
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self) -> None:
+        """Move the shadow weights towards the current parameters (after an optimizer step)."""
         d = self.current_decay()
         for s, p in zip(self.shadow, self.params, strict=True):
             s.lerp_(p.detach().float(), 1 - d)
@@ -27,13 +29,16 @@ class EMA:
 
     @torch.no_grad()
     def copy_to(self, parameters) -> None:
+        """Copy the shadow weights into ``parameters`` (those requiring grad, in order)."""
         for s, p in zip(self.shadow, [p for p in parameters if p.requires_grad], strict=True):
             p.copy_(s.to(p.dtype))
 
     def state_dict(self) -> dict:
+        """Shadow weights, decay and update count (for accelerate's checkpoints)."""
         return {"shadow": self.shadow, "decay": self.decay, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the state ``state_dict`` returned."""
         self.shadow = [s.clone() for s in state["shadow"]]
         self.decay = state["decay"]
         self.updates = state["updates"]
