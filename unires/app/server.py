@@ -68,10 +68,12 @@ class Context:
 
     @property
     def results(self) -> Path:
+        """The folder of the full-resolution results offered for download."""
         return self.workdir / "results"
 
 
 def make_workdir() -> Path:
+    """A fresh private temporary folder for one server's files."""
     return Path(tempfile.mkdtemp(prefix="unires-serve-"))
 
 
@@ -88,10 +90,16 @@ def confine_temp_files(workdir: Path) -> None:
 
 
 def error_text(message: str) -> str:
+    """``message`` as the status line shows an error."""
     return f"⚠️ {message}"
 
 
 def check_steps(steps) -> int:
+    """The sampling steps as an int in 1..MAX_STEPS (None / 0 count as 0).
+
+    Raises:
+        AppError: out of range.
+    """
     steps = int(steps or 0)
     if not 1 <= steps <= MAX_STEPS:
         raise AppError(f"steps must be between 1 and {MAX_STEPS}")
@@ -99,6 +107,11 @@ def check_steps(steps) -> int:
 
 
 def check_seed(seed) -> int:
+    """The seed as an int in 0..MAX_SEED - 1.
+
+    Raises:
+        AppError: out of range.
+    """
     seed = int(seed or 0)
     if not 0 <= seed < MAX_SEED:  # torch generators take 64-bit seeds
         raise AppError(f"seed must be between 0 and {MAX_SEED - 1}")
@@ -142,10 +155,12 @@ def on_slider_moved(*args, moved: str):
 
 
 def show_sum(*values):
+    """The weight-sum line for the sliders' values."""
     return logic.sum_message(logic.weights_from_values(values))
 
 
 def apply_preset(name, *, table: dict):
+    """The sliders' values for preset ``name`` (no change for an unknown or empty name)."""
     import gradio as gr
 
     if name not in table:
@@ -159,6 +174,9 @@ def follow_sliders(*values, table: dict):
 
 
 def normalise_sliders(*values):
+    """The sliders normalised to sum 1 (``logic.normalise``) and an empty status, or unchanged
+    sliders and the reason as a warning and status.
+    """
     import gradio as gr
 
     try:

@@ -139,9 +139,11 @@ class ImageContext:
                 self.cache = {}
 
     def table(self, factor: int) -> Path:
+        """The image's score table for DownLQ factor ``factor``."""
         return self.folder / "scores" / f"{self.name}_downlq-x{factor}.csv"
 
     def save_cache(self) -> None:
+        """Write the image's metric cache (JSON, atomically)."""
         atomic_write_text(self.cache_path, json.dumps(self.cache, indent=1) + "\n")
 
 
@@ -164,6 +166,9 @@ class AblationRunner:
         return self._scorers[ctx.key]
 
     def restore(self, ctx: ImageContext, weights: Weights, factor: int, pipe=None):
+        """Restore the image with ``weights`` and DownLQ ``factor`` (``pipe``: another model, e.g.
+        the SR-only one): (1, 3, H, W) in [0, 1]; the seconds go to ``restore_seconds``.
+        """
         pipe = pipe or self.pipe
         t0 = time.perf_counter()
         out = pipe.restore_tensor(
@@ -240,6 +245,15 @@ class AblationResult:
 
 
 def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> AblationResult:
+    """The paper's Tab. 4 on the sets of ``cfg``: every row's mean metrics over all images, with
+    score tables and metric caches under ``cfg.out_dir`` reused by a rerun (same model and
+    sampling only). ``sr_only_pipe``: the SR-only model for its rows (else they are empty,
+    with a note).
+
+    Raises:
+        ValueError: ``cfg.out_dir`` holds results of another model or sampling
+            (``check_fingerprint``), or a set that cannot be loaded.
+    """
     t0 = time.perf_counter()
     # Score tables and metric caches are reused: only for the same model and sampling.
     fingerprint = {"model": cfg.model, "steps": cfg.steps, "seed": cfg.seed, "metric": cfg.metric}
@@ -482,6 +496,9 @@ def _claim(text: str, pairs: list[tuple[AblationRow, AblationRow]]) -> dict:
 
 
 def check_claims(rows: list[AblationRow]) -> list[dict]:
+    """The paper's ablation claims checked on ``rows``: one dict per claim with its verdict on
+    the search metric ("score") and on PSNR.
+    """
     default = rows[0]
     single = [r for r in rows if r.group == "Single-Task"]
     br0 = _find(rows, "Grid search w/ BR=0", "Strike-Out")
@@ -503,6 +520,7 @@ def _verdict(value: bool | None) -> str:
 
 
 def claim_line(claim: dict) -> str:
+    """One line: the claim and its two verdicts."""
     return (
         f"claim: {claim['claim']}: {_verdict(claim['score'])} on the search metric, "
         f"{_verdict(claim['psnr'])} on PSNR"
@@ -531,6 +549,7 @@ def shown_score(metric: str, value: float | None) -> float | None:
 
 
 def markdown_table(result: AblationResult) -> str:
+    """Tab. 4 as a Markdown table, with the claims below it."""
     metric = result.config["metric"]
     lines = [
         f"| Ablation Group | Settings | searched: {_score_label(metric)} | NIQE ↓ | PSNR ↑ | "
@@ -566,11 +585,13 @@ def _config_dict(cfg: AblationConfig) -> dict:
 
 
 def write_outputs(result: AblationResult, out_dir: Path) -> None:
+    """Write ``ablations.json`` and ``ablations.md`` into ``out_dir`` (atomically)."""
     atomic_write_text(out_dir / "ablations.json", json.dumps(asdict(result), indent=1) + "\n")
     atomic_write_text(out_dir / "ablations.md", markdown_table(result))
 
 
 def load_result(out_dir: Path) -> AblationResult:
+    """The result ``write_outputs`` wrote into ``out_dir``."""
     d = json.loads((Path(out_dir) / "ablations.json").read_text(encoding="utf-8"))
     d["rows"] = [AblationRow(**r) for r in d["rows"]]
     return AblationResult(**d)

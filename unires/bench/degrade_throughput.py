@@ -81,6 +81,7 @@ class ThroughputResult:
 
     @property
     def pairs_per_second(self) -> float:
+        """Pairs written per second (inf for no time)."""
         return self.pairs / self.seconds if self.seconds > 0 else float("inf")
 
 
@@ -108,6 +109,9 @@ def measure_throughput(
 
 
 def format_table(results: list[ThroughputResult], train_batch: int, train_step_s: float) -> str:
+    """Markdown: pairs/s per recipe and crop, against what the trainer consumes
+    (``train_batch`` pairs every ``train_step_s`` seconds).
+    """
     need = train_batch / train_step_s
     crops = sorted({r.crop for r in results})
     recipes = list(dict.fromkeys(r.recipe for r in results))
@@ -131,6 +135,7 @@ def format_table(results: list[ThroughputResult], train_batch: int, train_step_s
 
 
 def add_bench_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``unires bench degrade``."""
     from ..degrade.recipes import RECIPES
 
     p = bench.add_parser(
@@ -153,6 +158,7 @@ def add_bench_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def run_bench_degrade(args: argparse.Namespace) -> int:
+    """``unires bench degrade``: measure every recipe; 0, or 2 (after one line) for bad arguments."""
     import sys
 
     from ..degrade.recipes import RECIPES

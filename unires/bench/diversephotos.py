@@ -74,6 +74,7 @@ class BuildResult:
 
     @property
     def complete(self) -> bool:
+        """True when no image had a problem."""
         return not self.problems
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
@@ -92,6 +93,7 @@ class BuildResult:
         return table
 
     def summary(self) -> str:
+        """Counts per source and subset against Tab. 7, and the problems, as lines of text."""
         expected = sum(sum(row.values()) for row in TABLE_7_COUNTS.values())
         lines = [
             f"DiversePhotos: {len(self.images)}/{expected} images "
@@ -151,6 +153,7 @@ def to_x1(source: str, rgb: np.ndarray) -> np.ndarray:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -70,6 +70,7 @@ def estimate_noise_sigmas(lq: torch.Tensor) -> tuple[float, float, float]:
 
 
 def bicubic_x4(lq: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, 4H, 4W) bicubic upscale (not clamped)."""
     return F.interpolate(lq.float(), scale_factor=4, mode="bicubic", align_corners=False)
 
 
@@ -89,6 +90,9 @@ def make_nlm() -> PeerFn:
 
 
 def unsharp_mask(lq: torch.Tensor, radius: float = 2.0, amount: float = 1.0) -> torch.Tensor:
+    """PIL's unsharp mask on one image (1, 3, H, W) in [0, 1]: ``radius`` pixels, ``amount`` 1 =
+    100%; returns the same shape.
+    """
     from PIL import Image, ImageFilter
 
     out = Image.fromarray(_to_uint8(lq)).filter(
@@ -183,7 +187,11 @@ def available_peers(
     """(peers that run, peers that cannot with the reason) for LQ -> scale x LQ; ``names``
     limits which are built (loading the learned ones takes seconds). ``true_sigma_255``: the
     noise level of a set of additive Gaussian noise (0-255 units), which adds
-    ``ffdnet-true-sigma``, FFDNet given that level (how the field reports FFDNet)."""
+    ``ffdnet-true-sigma``, FFDNet given that level (how the field reports FFDNet).
+
+    Raises:
+        ValueError: ``scale`` is not 1 or 4.
+    """
     if scale not in (1, 4):
         raise ValueError(f"peers exist for scale 1 and 4, got {scale}")
 

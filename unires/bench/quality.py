@@ -184,6 +184,7 @@ def run_quality_benchmark(
 
 
 def write_report(rows: list[QualityRow], out_dir: Path) -> None:
+    """Write ``quality.md`` (PSNR, gain vs LQ, SSIM, NIQE, seconds per image) into ``out_dir``."""
     lines = [
         "| degradation | method | PSNR (dB) | gain vs LQ | SSIM | NIQE | s/img |",
         "|---|---|---|---|---|---|---|",

@@ -148,6 +148,7 @@ def _fmt(metric: str, value) -> str:
 
 
 def bench_table_html(result: BenchResult) -> str:
+    """The bench results as an HTML table, the best value per set and metric in bold."""
     columns = metric_columns(result.rows)
     head = "".join(
         f"<th>{METRIC_LABELS.get(c, c)} {'&uarr;' if higher_is_better(c) else '&darr;'}</th>"
@@ -202,6 +203,9 @@ def _fresh(report_dir: Path) -> Path:
 
 
 def write_bench_report(result: BenchResult, out_dir: Path, report_dir: Path) -> Path:
+    """Write the HTML report of ``unires bench run`` (table, plots, gallery) into a fresh
+    ``report_dir``; ``out_dir`` holds the run's images. Returns ``report_dir/index.html``.
+    """
     report_dir = _fresh(report_dir)
     out_dir = Path(out_dir)
     body = ["<h2>Results</h2>", bench_table_html(result)]

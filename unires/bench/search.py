@@ -44,6 +44,7 @@ class Row:
 
     @property
     def gain_fraction(self) -> float:
+        """(Q_sel - Q_LQ) / (Q_grid - Q_LQ): the share of the grid's gain kept (NaN without gain)."""
         denom = self.q_grid - self.q_lq
         return (self.q - self.q_lq) / denom if denom > 0 else float("nan")
 
@@ -290,6 +291,7 @@ def _percent(fraction: float) -> str:
 
 
 def format_markdown(payload: dict) -> str:
+    """``search.md``: the summary per selector and one row per image and selector."""
     name = metric_label(metric_info(payload["metric"]))
     better = payload.get("direction", direction(metric_info(payload["metric"])))
     lines = [

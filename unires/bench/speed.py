@@ -59,6 +59,7 @@ class OneByOne:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's with the torch thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -83,7 +84,11 @@ def run_speed_benchmark(
     denoiser: Denoiser | None = None,
 ) -> SpeedResult:
     """Time ``timed_steps`` steps (default: all) and scale to ``steps``. ``denoiser``: a
-    model's (``UniResPipeline.denoiser``); default: a fresh UNet of preset ``model``."""
+    model's (``UniResPipeline.denoiser``); default: a fresh UNet of preset ``model``.
+
+    Raises:
+        ValueError: more ``tasks`` than the paper's grid has.
+    """
     dev = torch.device(device)
     dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     if denoiser is None:
@@ -157,6 +162,7 @@ def _relative(r: SpeedResult) -> str:
 
 
 def format_result(r: SpeedResult) -> str:
+    """The result as a few lines of text."""
     extrapolated = "" if r.timed_steps == r.steps else f" (timed {r.timed_steps}, scaled)"
     return "\n".join(
         [
@@ -171,4 +177,5 @@ def format_result(r: SpeedResult) -> str:
 
 
 def result_dict(r: SpeedResult) -> dict:
+    """The result as a JSON-ready dict."""
     return asdict(r)

@@ -9,6 +9,7 @@ from ..errors import first_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires convert``."""
     p = sub.add_parser(
         "convert",
         help="initialise a UniRes model from a Stable Diffusion or InstructPix2Pix folder",
@@ -21,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires convert SOURCE -o OUT``: 0 when the model folder is written.
+
+    Raises:
+        UsageError: OUT is not empty, or SOURCE is not a convertible SD folder.
+    """
     from ..model.bundle import ModelFolderError
     from ..model.convert import convert_stable_diffusion
     from . import UsageError

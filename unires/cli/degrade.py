@@ -24,6 +24,7 @@ RECIPE_NAMES = (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires degrade``."""
     p = sub.add_parser(
         "degrade",
         help="degrade clean images into an (LQ, GT) benchmark set",
@@ -62,6 +63,7 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires degrade``: 0 all written, 1 some images failed, 2 (after one line) bad arguments."""
     if args.samples == (args.hq_dir is not None):
         return _usage_error("give HQ_DIR (a folder of clean images) or --samples, not both")
     if args.samples:

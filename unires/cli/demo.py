@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires demo``."""
     p = sub.add_parser(
         "demo",
         help="restore a synthetically degraded photo with the embedded model",
@@ -37,6 +38,12 @@ def demo_photo():
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires demo``: degrade the sample photo and restore it; 0 when written.
+
+    Raises:
+        UsageError: --weights that do not parse or do not sum to 1.
+        SystemExit: code 2, the model does not load.
+    """
     import numpy as np
     import torch
     from PIL import Image

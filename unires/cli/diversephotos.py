@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires diversephotos``."""
     p = sub.add_parser(
         "diversephotos",
         help="build the DiversePhotos benchmark (arXiv 2506.05599, App. B.1)",
@@ -34,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires diversephotos``: build DiversePhotos from the source sets; 0 complete, 1 not.
+
+    Raises:
+        UsageError: no source given, a source that is not a folder, or an output that is a file.
+    """
     from ..bench.diversephotos import build_diversephotos
     from . import UsageError
 

@@ -10,6 +10,7 @@ from .common import add_model_arguments, load_pipeline_or_exit, tile_settings_fr
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires serve``."""
     from ..app import DEFAULT_MAX_OUTPUT_MEGAPIXELS  # light: no torch, no Gradio
 
     p = sub.add_parser(
@@ -42,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires serve``: the web page, until interrupted; 0.
+
+    Raises:
+        UsageError: a port, size limit or queue size out of range.
+        MissingExtra: Gradio (the ``app`` extra) is not installed.
+        SystemExit: code 2, the model does not load.
+    """
     from ..extras import require
     from . import UsageError
 

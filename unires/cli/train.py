@@ -9,6 +9,7 @@ from ..extras import require
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires train``."""
     p = sub.add_parser(
         "train",
         help="train a UniRes model (HF accelerate)",
@@ -35,6 +36,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires train --config C [--resume | --export [DIR]]``: 0 when done.
+
+    Raises:
+        UsageError: a missing or invalid config (unknown key, value outside its choices), a
+            folder it names that does not exist, or nothing to export.
+        MissingExtra: accelerate (the ``train`` extra) is not installed.
+    """
     from ..config import ConfigError, load_yaml
     from . import UsageError
 

@@ -118,7 +118,11 @@ class CandidateMixture:
         return torch.stack(outs)
 
     def first_predictions(self) -> torch.Tensor:
-        """The shared first step's task predictions (K, 1, C, h, w), computed once."""
+        """The shared first step's task predictions (K, 1, C, h, w), computed once.
+
+        Raises:
+            ValueError: the mixture was built without a start latent.
+        """
         if self.start is None:
             raise ValueError("this mixture was given no start latent")
         if self._first is None:
@@ -185,6 +189,7 @@ class CandidateSampler:
 
     @property
     def evaluations(self) -> int:
+        """UNet evaluations spent so far (one task, one latent, one step each)."""
         return self.mixture.evaluations
 
     @property
