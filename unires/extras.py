@@ -8,6 +8,7 @@ import importlib.util
 # extra -> (a module it provides, what it is for): see pyproject.toml.
 EXTRAS = {
     "train": ("accelerate", "training"),
+    "parallel": ("accelerate", "several processes"),
     "peers": ("cv2", "the OpenCV peers"),
     "learn": ("sklearn", "the weight predictor"),
     "app": ("gradio", "the web app"),

@@ -55,3 +55,22 @@ def load_pipeline_or_exit(args: argparse.Namespace):
     except (EmbeddedModelMissing, ModelFolderError, OSError, ValueError) as e:
         print(f"unires {args.command}: error: {first_line(e)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def processes_for(args: argparse.Namespace):
+    """The processes sharing this command (``unires.parallel.processes``: one without a
+    launcher). When there are several, ``args.device`` becomes this process's own device and
+    the other processes than the main one get ``args.quiet`` (their bars off: the job's one
+    bar is the main process's). A launch accelerate cannot join is a usage error (one line,
+    exit 2)."""
+    from ..parallel import processes
+    from . import UsageError
+
+    try:
+        procs = processes(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(first_line(e)) from None
+    args.device = procs.device_for(args.device)
+    if not procs.is_main and hasattr(args, "quiet"):
+        args.quiet = True
+    return procs
