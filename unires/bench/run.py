@@ -27,6 +27,7 @@ import torch
 from ..io import DATASET_SUFFIXES
 from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
+from ..parallel import SINGLE, Processes
 from ..utils import atomic_write_bytes, atomic_write_text, plural
 from ..weights import AUTO_METHODS, Weights, format_weights, one_hot
 from .peers import Peer, available_peers
@@ -418,7 +419,20 @@ def check_fingerprint(out_dir: Path, fingerprint: dict) -> None:
         atomic_write_text(path, json.dumps(fingerprint, indent=1) + "\n")
 
 
-def run_bench(pipe, cfg: RunConfig, log=print) -> BenchResult:
+def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = None) -> BenchResult:
+    """Restore every set of ``cfg`` with every method, score each (set, method, image) and
+    write ``bench.csv``, ``bench.json`` and ``bench.md`` to ``cfg.out_dir``; pairs already
+    recorded there are read back, failed ones retried. ``log`` gets one line per unavailable
+    method, failed image and table row.
+
+    ``processes`` (``unires.parallel``): several processes split the (set, method, image)
+    jobs; every process returns the whole result, and only the main one logs and writes the
+    tables, once all jobs are done. Raises ``ValueError`` for a set without pairs or an
+    output folder made with other settings (another model, step count, seed or metric).
+    """
+    procs = processes or SINGLE
+    if not procs.is_main:
+        log = _silent
     fingerprint = {
         "model": cfg.model,
         "steps": cfg.steps,
@@ -426,7 +440,15 @@ def run_bench(pipe, cfg: RunConfig, log=print) -> BenchResult:
         "metric": cfg.metric,
         "downlq_factor": cfg.downlq_factor,
     }
-    check_fingerprint(cfg.out_dir, fingerprint)
+    refused = None
+    if procs.is_main:  # one writer of the fingerprint; every process learns the verdict
+        try:
+            check_fingerprint(cfg.out_dir, fingerprint)
+        except ValueError as e:
+            refused = str(e)
+    refused = procs.broadcast(refused)
+    if refused:
+        raise ValueError(refused)
     metrics = optional_metrics()
     peer_cache: dict = {}
     auto_fn, _ = load_auto_weights() if cfg.auto else (None, "")
@@ -438,6 +460,11 @@ def run_bench(pipe, cfg: RunConfig, log=print) -> BenchResult:
         unavailable={},
         missing_metrics=dict(metrics.missing),
     )
+    shared: dict[tuple[str, str, str], Record] = {}  # several processes: every job's record
+    if procs.parallel:
+        shared, result.computed, result.reused = _run_shared(
+            pipe, cfg, procs, metrics, peer_cache, auto_fn
+        )
     for folder in cfg.sets:
         bset = load_set(folder, cfg.limit)
         result.sets.append(
@@ -457,15 +484,14 @@ def run_bench(pipe, cfg: RunConfig, log=print) -> BenchResult:
         for method in methods:
             records = []
             for pair in bset.pairs:
-                path = _record_path(cfg.out_dir, bset.name, method, pair.name)
-                record = read_record(path)
-                if record is None or record.error:  # failures are retried on a rerun
-                    record = run_one(pipe, method, bset, pair, cfg, metrics, auto_fn)
-                    if not record.error:
-                        atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
-                    result.computed += 1
+                if procs.parallel:
+                    record = shared[bset.name, method.name, pair.name]
                 else:
-                    result.reused += 1
+                    record, computed = _record_or_run(
+                        pipe, method, bset, pair, cfg, metrics, auto_fn
+                    )
+                    result.computed += computed
+                    result.reused += not computed
                 if record.error:
                     log(f"{bset.name:10s} {method.name:34s} {pair.name}: {record.error}")
                 records.append(record)
@@ -478,8 +504,60 @@ def run_bench(pipe, cfg: RunConfig, log=print) -> BenchResult:
             result.rows.append(row)
             result.records.extend(records)
             log(_row_line(row))
-    write_outputs(result, cfg.out_dir)
+    if procs.is_main:
+        write_outputs(result, cfg.out_dir)
     return result
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """``log`` of the processes other than the main one."""
+
+
+def _record_or_run(
+    pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics, auto_fn
+) -> tuple[Record, bool]:
+    """(the pair's record, whether it was computed now): read back from ``cfg.out_dir``, or
+    restored and scored, and then recorded there unless it failed (failures are retried)."""
+    path = _record_path(cfg.out_dir, bset.name, method, pair.name)
+    record = read_record(path)
+    if record is not None and not record.error:
+        return record, False
+    record = run_one(pipe, method, bset, pair, cfg, metrics, auto_fn)
+    if not record.error:
+        atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
+    return record, True
+
+
+def _run_shared(
+    pipe, cfg: RunConfig, procs: Processes, metrics, peer_cache: dict, auto_fn
+) -> tuple[dict[tuple[str, str, str], Record], int, int]:
+    """Several processes: each does its share of every (set, method, image) job, in the
+    order ``run_bench`` lists them. Returns, on every process, ({(set, method, image):
+    record}, pairs computed, pairs read back), summed over the processes."""
+    from tqdm.auto import tqdm
+
+    from ..parallel import files_written
+
+    jobs = []
+    for folder in cfg.sets:
+        bset = load_set(folder, cfg.limit)
+        methods, _ = build_methods(cfg, bset.scale, peer_cache)
+        jobs += [(bset, method, pair) for method in methods for pair in bset.pairs]
+    written = None
+    if procs.is_main:  # one bar for the whole job: the records written, by any process
+        paths = [_record_path(cfg.out_dir, b.name, m, p.name) for b, m, p in jobs]
+        written = files_written(paths)
+    procs.barrier()  # no record is written before the main process has looked at them all
+    done: list[tuple[tuple[str, str, str], Record, bool]] = []
+    bar = tqdm(total=len(jobs), desc="bench", unit="pair", disable=not procs.is_main)
+    with bar, procs.progress(bar, written) as advance:
+        for bset, method, pair in procs.share(jobs):
+            record, computed = _record_or_run(pipe, method, bset, pair, cfg, metrics, auto_fn)
+            done.append(((bset.name, method.name, pair.name), record, computed))
+            advance()
+        everything = [item for share in procs.gather(done) for item in share]
+    computed = sum(c for _, _, c in everything)
+    return {key: record for key, record, _ in everything}, computed, len(everything) - computed
 
 
 def _row_line(row: SummaryRow) -> str:

@@ -190,7 +190,9 @@ def add_run_parser(bench: argparse._SubParsersAction) -> None:
         description=(
             "Restore each set with every method and write OUT/bench.csv (per image),\n"
             "OUT/bench.json and OUT/bench.md (paper Tab. 2-3 layout: rows = methods).\n"
-            "A rerun skips (method, image) pairs already done.\n\n"
+            "A rerun skips (method, image) pairs already done. Several processes\n"
+            "(accelerate launch / torchrun -m unires bench run ...) split the pairs; the\n"
+            "main one writes the tables once all are done.\n\n"
             "example:\n"
             "  unires bench run sets/noise sets/complex --weights dn=-0.2,downlq=1.2 \\\n"
             "      --one-hot all --peers all --auto average --steps 1 --report report/"
@@ -238,7 +240,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from ..bench.run import RunConfig, expand_set_folders, run_bench
     from ..weights import WeightsError, parse_weights
     from . import UsageError
-    from .common import load_pipeline_or_exit
+    from .common import load_pipeline_or_exit, processes_for
 
     sets = expand_set_folders(args.sets)
     if not sets:
@@ -268,16 +270,20 @@ def run_bench_command(args: argparse.Namespace) -> int:
         limit=args.limit,
         downlq_factor=args.downlq_factor,
     )
+    procs = processes_for(args)  # several: the (set, method, image) jobs are split
     pipe = load_pipeline_or_exit(args)
     try:
-        result = run_bench(pipe, cfg)
+        result = run_bench(pipe, cfg, processes=procs)
     except ValueError as e:  # a set without pairs, an output folder of another model
         raise UsageError(str(e)) from None
-    print(f"{result.computed} restored, {result.reused} read back; table: {args.out / 'bench.md'}")
-    if args.report:
-        from ..bench.report import write_bench_report
+    if procs.is_main:
+        table = args.out / "bench.md"
+        print(f"{result.computed} restored, {result.reused} read back; table: {table}")
+        if args.report:
+            from ..bench.report import write_bench_report
 
-        print(f"report: {write_bench_report(result, args.out, args.report)}")
+            print(f"report: {write_bench_report(result, args.out, args.report)}")
+    procs.barrier()
     return 0
 
 

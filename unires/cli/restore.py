@@ -14,6 +14,7 @@ from .common import (
     add_model_arguments,
     first_line,
     load_pipeline_or_exit,
+    processes_for,
     tile_settings_from_args,
 )
 
@@ -23,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "restore",
         help="restore photos",
         description="Restore photos with mixed degradations. Weights mix the task "
-        "predictions (Eq. 2) and must sum to 1; default: the model's default weights.",
+        "predictions (Eq. 2) and must sum to 1; default: the model's default weights. "
+        "Several processes (accelerate launch / torchrun -m unires restore ...) split the "
+        "files, each restored by one of them.",
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
@@ -91,6 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import io
+    from ..parallel import files_written
     from ..weights import WeightsError, parse_weights
     from . import UsageError
 
@@ -110,30 +114,43 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    inputs, problems = io.collect_batch(args.inputs, recursive=args.recursive, output=out_dir)
-    for msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
-    if not inputs:
-        print("error: no input images found", file=sys.stderr)
+    procs = processes_for(args)
+    # The main process lists the batch and plans it; several processes then share the plan
+    # (each output written by exactly one of them) and only the main one reports on it.
+    planned, written = None, None
+    if procs.is_main:
+        inputs, problems = io.collect_batch(args.inputs, recursive=args.recursive, output=out_dir)
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        if not inputs:
+            print("error: no input images found", file=sys.stderr)
+        plan = None
+        if inputs:
+            # Every output is named and checked (readable input, format that can hold it,
+            # writable folder) before the first image is restored.
+            plan = io.plan_batch(
+                inputs,
+                out_dir,
+                output_format=args.format,
+                skip_existing=args.skip_existing,
+                allow_huge=args.allow_huge,
+                max_frames=args.max_frames,
+                sidecar=".weights.json" if args.auto else None,
+            )
+            for msg in plan.errors:
+                print(f"error: {msg}", file=sys.stderr)
+            for msg in plan.notes:
+                print(f"note: {msg}")
+            if procs.parallel:
+                written = files_written([job.target for job in plan.jobs])
+        planned = (len(problems), plan)
+    n_problems, plan = procs.broadcast(planned)
+    if plan is None:
         return 1
-    # Every output is named and checked (readable input, format that can hold it, writable
-    # folder) before the first image is restored.
-    plan = io.plan_batch(
-        inputs,
-        out_dir,
-        output_format=args.format,
-        skip_existing=args.skip_existing,
-        allow_huge=args.allow_huge,
-        max_frames=args.max_frames,
-        sidecar=".weights.json" if args.auto else None,
-    )
-    for msg in plan.errors:
-        print(f"error: {msg}", file=sys.stderr)
-    for msg in plan.notes:
-        print(f"note: {msg}")
-    failed = len(problems) + len(plan.errors)
+    failed = 0  # of this process's jobs; the plan's own errors are added at the end
     done, skipped = 0, len(plan.skipped)
-    pipe = load_pipeline_or_exit(args) if plan.jobs else None
+    jobs = procs.share(plan.jobs)
+    pipe = load_pipeline_or_exit(args) if jobs else None
     options = dict(
         steps=args.steps,
         seed=args.seed,
@@ -144,32 +161,43 @@ def run(args: argparse.Namespace) -> int:
         tiles=tile_settings_from_args(args),
     )
     single = len(plan.jobs) == 1
-    bar = tqdm(plan.jobs, desc="restoring", unit="img", disable=args.quiet or single)
-    for job in bar:
-        path, target = job.source, job.target
-        try:
-            t0 = time.perf_counter()
-            loaded = io.read_frames(path, allow_huge=args.allow_huge, max_frames=args.max_frames)
-            progress = not args.quiet and single and loaded.n_frames == 1
-            outs, chosen = _restore_frames(
-                pipe, loaded, target, args, weights, options, bar, progress
-            )
-            io.write_frames(target, outs, like=loaded, quality=args.quality)
-            done += 1
-            extra = f" ({loaded.n_frames} {'frames' if loaded.animated else 'pages'})"
-            extra = extra if loaded.n_frames > 1 else ""
-            extra += " (replaced the file there)" if job.exists else ""
-            seconds = time.perf_counter() - t0
-            bar.write(f"{path} -> {target}{chosen}{extra} ({seconds:.1f} s)")
-        except io.ImageError as e:
-            failed += 1
-            bar.write(f"error: {e}", file=sys.stderr)
-        except (RuntimeError, ValueError) as e:  # e.g. out of memory at the smallest tile
-            failed += 1
-            bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
-    summary = f"{done} restored, {skipped} skipped, {failed} failed"
-    summary += f"; outputs in {out_dir}" if done else "; nothing written"
-    print(summary, file=sys.stderr if failed else sys.stdout)
+    # One bar for the whole batch, on the main process (several: it counts the outputs).
+    shown = not (args.quiet or single) and procs.is_main
+    bar = tqdm(total=len(plan.jobs), desc="restoring", unit="img", disable=not shown)
+    with bar, procs.progress(bar, written) as advance:
+        for job in jobs:
+            path, target = job.source, job.target
+            try:
+                t0 = time.perf_counter()
+                loaded = io.read_frames(
+                    path, allow_huge=args.allow_huge, max_frames=args.max_frames
+                )
+                progress = not args.quiet and single and loaded.n_frames == 1
+                outs, chosen = _restore_frames(
+                    pipe, loaded, target, args, weights, options, bar, progress
+                )
+                io.write_frames(target, outs, like=loaded, quality=args.quality)
+                done += 1
+                extra = f" ({loaded.n_frames} {'frames' if loaded.animated else 'pages'})"
+                extra = extra if loaded.n_frames > 1 else ""
+                extra += " (replaced the file there)" if job.exists else ""
+                seconds = time.perf_counter() - t0
+                bar.write(f"{path} -> {target}{chosen}{extra} ({seconds:.1f} s)")
+            except io.ImageError as e:
+                failed += 1
+                bar.write(f"error: {e}", file=sys.stderr)
+            except (RuntimeError, ValueError) as e:  # e.g. out of memory at the smallest tile
+                failed += 1
+                bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
+            advance()
+        # Every process learns the batch's counts: the exit code is the same on all of them.
+        done = procs.total(done)
+        failed = n_problems + len(plan.errors) + procs.total(failed)
+    if procs.is_main:
+        summary = f"{done} restored, {skipped} skipped, {failed} failed"
+        summary += f"; outputs in {out_dir}" if done else "; nothing written"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+    procs.barrier()
     return 1 if failed else 0
 
 
