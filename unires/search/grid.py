@@ -5,6 +5,7 @@ an interrupted search resumes where it stopped."""
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import math
 import time
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..metrics.nr import direction, from_quality
+from ..parallel import SINGLE, Processes
 from ..utils import atomic_write_text
 from ..weights import Weights, unet_evaluations, validate_weights
 from .batched import CandidateSampler, restore_in_chunks, supports_batching
@@ -145,6 +147,7 @@ def grid_search(
     progress: bool = False,
     return_image: bool = True,
     report: Callable[[float, str], None] | None = None,
+    processes: Processes | None = None,
     **restore_kwargs,
 ) -> SearchResult:
     """w* = argmax_{w in Omega} Q(g(x, w)) over ``candidates`` for one image ``lq``.
@@ -155,6 +158,13 @@ def grid_search(
     ``return_image`` a best candidate read from the table is restored once more for its image.
     ``restore_kwargs`` (scale, color_fix, tiles, ...) go to ``restore_tensor``.
     ``report(fraction, message)`` (optional) follows the progress, e.g. for a web page.
+
+    ``processes`` (``unires.parallel``): when several run the same search, each restores
+    every count-th chunk of the candidates still to do, writes its scores to its own part
+    table (``<table>.part<index>``, read back by a rerun) and the main process writes the
+    merged table once all are done. Every process returns the whole result; the best image
+    is on every process when it was restored in this call, else on the main process only.
+    An error on one process is raised (``RuntimeError``) on all of them.
     """
     if lq.ndim != 4 or lq.shape[0] != 1:
         raise ValueError(f"grid search scores one image: expected 1 x 3 x H x W, got {lq.shape}")
@@ -162,12 +172,21 @@ def grid_search(
         raise ValueError("no candidate weights to search")
     t0 = time.perf_counter()
     omega = [validate_weights(w) for w in candidates]
-    known = read_score_table(table_path) if table_path is not None else {}
+    procs = processes or SINGLE
+    known = {}
+    if table_path is not None and procs.is_main:
+        known = fold_score_parts(table_path, metric)
+    known = procs.broadcast(known)  # one to-do list for every process
     q_lq = _quality(metric, lq_at_output_size(lq, restore_kwargs.get("scale", 1)))
     todo = [i for i, w in enumerate(omega) if weights_key(w) not in known]
     restorer = CandidateRestorer(pipe, lq, steps=steps, seed=seed, **restore_kwargs)
 
     scores = {i: known[weights_key(w)] for i, w in enumerate(omega) if weights_key(w) in known}
+    if procs.parallel:
+        shared = dict(table_path=table_path, progress=progress, report=report)
+        return _grid_search_shared(
+            procs, restorer, omega, todo, known, scores, metric, q_lq, t0, return_image, **shared
+        )
     best_image: dict[int, torch.Tensor] = {}
     finished = 0  # counted here: a disabled tqdm bar does not count
     with tqdm(total=len(todo), desc="searching", unit="w", disable=not progress) as bar:
@@ -207,6 +226,125 @@ def grid_search(
     )
 
 
+def _grid_search_shared(
+    procs: Processes,
+    restorer: CandidateRestorer,
+    omega: list[Weights],
+    todo: list[int],
+    known: dict[WeightsKey, float],
+    scores: dict[int, float],
+    metric,
+    q_lq: float,
+    t0: float,
+    return_image: bool,
+    *,
+    table_path: str | Path | None,
+    progress: bool,
+    report: Callable[[float, str], None] | None,
+) -> SearchResult:
+    """``grid_search``'s loop when several processes split the candidates of one image."""
+    part = score_part_path(table_path, procs.index) if table_path is not None else None
+    mine: dict[int, float] = {}  # scored by this process in this call
+    leader: tuple[int, torch.Tensor] | None = None  # its best candidate and image
+    error = None
+    finished = 0
+
+    def count() -> int:  # candidates scored by all processes, from their part tables
+        if table_path is None:
+            return finished * procs.count
+        return sum(len(read_score_table(p)) for p in _score_parts(table_path))
+
+    shown = progress and procs.is_main
+    bar = tqdm(total=len(todo), desc="searching", unit="w", disable=not shown)
+    with bar, procs.progress(bar, count=count) as advance:
+        try:
+            share = (procs.index, procs.count)
+            for rows, images in restorer.restore([omega[i] for i in todo], share=share):
+                for r, image in zip(rows, images, strict=True):
+                    i = todo[r]
+                    mine[i] = _quality(metric, image[None])
+                    if leader is None or _rank(mine[i]) > _rank(mine[leader[0]]):
+                        leader = (i, image[None])  # ties keep the earlier candidate
+                if part is not None:
+                    done = [ScoredCandidate(omega[i], mine[i]) for i in sorted(mine)]
+                    write_score_table(part, done, metric)
+                finished += len(rows)
+                advance()
+                if report is not None and procs.is_main:
+                    n = min(count(), len(todo))
+                    report(n / max(1, len(todo)), f"scored {n}/{len(todo)} sets")
+        except (RuntimeError, ValueError) as e:  # e.g. out of memory on one GPU
+            error = str(e).strip() or type(e).__name__
+    shares = procs.gather((mine, error, restorer.evaluations))
+    failed = [(r, err) for r, (_, err, _) in enumerate(shares) if err]
+    if failed:  # every process stops on this image; the part tables keep what was scored
+        r, err = failed[0]
+        raise RuntimeError(err if r == procs.index else f"process {r}: {err}")
+    for theirs, _, _ in shares:
+        scores.update(theirs)
+    rows_out = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
+    best_index = _argmax([r.score for r in rows_out])  # Eq. 3-4
+    best = rows_out[best_index]
+    holder = next((r for r, (theirs, _, _) in enumerate(shares) if best_index in theirs), None)
+    image = None
+    if return_image and holder is not None:  # restored in this call: its own bits
+        own = leader[1] if leader is not None and leader[0] == best_index else None
+        image = procs.broadcast(own, source=holder)
+    if procs.is_main:
+        if table_path is not None:
+            done = [ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores]
+            write_score_table(table_path, done + _not_visited(known, done), metric)
+            _remove_score_parts(table_path)
+        if return_image and image is None:
+            image = restorer.restore_one(best.weights)
+    return SearchResult(
+        best_weights=best.weights,
+        best_score=best.score,
+        best_image=image if return_image else None,
+        q_lq=q_lq,
+        rows=rows_out,
+        computed=len(todo),
+        reused=len(omega) - len(todo),
+        seconds=time.perf_counter() - t0,
+        evaluations=sum(n for _, _, n in shares),
+    )
+
+
+def score_part_path(table_path: str | Path, index: int) -> Path:
+    """The score table of process ``index`` while several split one search:
+    ``<table>.part<index>`` beside the table (same columns)."""
+    table_path = Path(table_path)
+    return table_path.with_name(f"{table_path.name}.part{index}")
+
+
+def _score_parts(table_path: str | Path) -> list[Path]:
+    table_path = Path(table_path)
+    if not table_path.parent.is_dir():
+        return []
+    return sorted(table_path.parent.glob(f"{glob.escape(table_path.name)}.part*"))
+
+
+def _remove_score_parts(table_path: str | Path) -> None:
+    for p in _score_parts(table_path):
+        p.unlink(missing_ok=True)
+
+
+def fold_score_parts(table_path: str | Path, metric=None) -> dict[WeightsKey, float]:
+    """``read_score_table`` of the table together with the part tables that processes of an
+    interrupted search left beside it (``score_part_path``); the parts, if any, are written
+    into the table (atomically) and removed. Qualities: higher is better."""
+    known = read_score_table(table_path)
+    parts = _score_parts(table_path)
+    if not parts:
+        return known
+    for p in parts:
+        known.update(read_score_table(p))
+    write_score_table(table_path, _not_visited(known, []), metric)
+    for p in parts:
+        p.unlink(missing_ok=True)
+    return known
+
+
 def _argmax(scores: Sequence[float]) -> int:
     """Eq. 3-4's argmax; NaN never wins, ties keep the earlier candidate."""
     best = 0
@@ -227,20 +365,23 @@ class CandidateRestorer:
         self.evaluations = 0
         self._prepared = None
 
-    def restore(self, omega: Sequence[Weights]):
-        """Yield (indices into omega, images) a chunk at a time."""
+    def restore(self, omega: Sequence[Weights], share: tuple[int, int] = (0, 1)):
+        """Yield (indices into omega, images) a chunk at a time. ``share`` = (index, count):
+        only this process's chunks when ``count`` processes split the candidates."""
         if not omega:
             return
         if not self.batched:
-            for i, w in enumerate(omega):
-                yield [i], self.restore_one(w)
+            index, count = share
+            for i in range(index, len(omega), count):
+                yield [i], self.restore_one(omega[i])
             return
         steps = self.steps or _default_steps(self.pipe)
         sampler = CandidateSampler(
             self.pipe, self.prepared(), omega, steps, strength=self.kwargs.get("strength", 1.0)
         )
         try:
-            for rows, images in restore_in_chunks(sampler, **self._decode_kwargs()):
+            chunks = restore_in_chunks(sampler, share=share, **self._decode_kwargs())
+            for rows, images in chunks:
                 yield list(rows), images
         finally:
             self.evaluations += sampler.evaluations
