@@ -174,12 +174,10 @@ def _scored_size(lq, args: argparse.Namespace, pipe) -> tuple[int, int]:
 def run_search(args: argparse.Namespace) -> int:
     from .. import io
     from ..bench.plots import draw_tradeoffs
-    from ..metrics.nr import direction, fit_to_size, from_quality, get_metric, metric_label
+    from ..metrics.nr import direction, fit_to_size, get_metric, metric_label
     from ..pipeline import resolve_device
-    from ..search import grid_search
-    from ..search.fast import fast_search
-    from ..utils import atomic_write_text
-    from ..weights import WeightsError
+    from ..search import search_candidates, search_record, write_search_record
+    from ..weights import WeightsError, format_weights
     from . import UsageError
 
     if not args.inputs or not args.output:
@@ -231,59 +229,45 @@ def run_search(args: argparse.Namespace) -> int:
             if note:
                 bar.write(f"note: {path}: {note}", file=sys.stderr)
             if args.method == "fast":
-                result = fast_search(
-                    pipe,
-                    lq,
-                    scorer,
-                    candidates,
-                    steps=args.steps,
-                    seed=args.seed,
-                    survivors=args.survivors,
-                    proxy_side=FAST_PROXY_SIDE,
-                    tiles=tiles,
-                )
+                options = dict(survivors=args.survivors, proxy_side=FAST_PROXY_SIDE)
             else:
-                result = grid_search(
-                    pipe,
-                    lq,
-                    candidates,
-                    scorer,
-                    steps=args.steps,
-                    seed=args.seed,
+                options = dict(
                     table_path=table_path,
                     progress=not args.quiet,
-                    tiles=tiles,
                 )
+            result = search_candidates(
+                pipe,
+                lq,
+                candidates,
+                scorer,
+                args.method,
+                steps=args.steps,
+                seed=args.seed,
+                tiles=tiles,
+                **options,
+            )
             io.write_image(image_path, io.from_tensor(result.best_image), like=img)
-            record = {
-                "input": str(path),
-                "metric": args.metric,
-                "method": args.method,
-                "best_weights": result.best_weights,
-                "score": from_quality(scorer, result.best_score),
-                "q_lq": from_quality(scorer, result.q_lq),
-                "direction": direction(scorer),
-                "gain": result.gain,  # how much better than the input (> 0: better)
-                "candidates": len(result.rows),
-                "computed": result.computed,
-                "reused": result.reused,
-                "evaluations": result.evaluations,
-                "steps": args.steps or pipe.settings.default_steps,
-                "seed": args.seed,
-                "seconds": round(time.perf_counter() - t0, 3),
-                "image": str(image_path),
-                "table": str(table_path) if args.method == "grid" else None,
-            }
-            if note:
-                record["note"] = note
+            record = search_record(
+                result,
+                scorer,
+                input=path,
+                metric=args.metric,
+                method=args.method,
+                steps=args.steps or pipe.settings.default_steps,
+                seed=args.seed,
+                seconds=time.perf_counter() - t0,
+                image=image_path,
+                table=table_path if args.method == "grid" else None,
+                note=note,
+            )
             if args.plots:
                 plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
                 title = f"{path.name}: {metric_label(scorer)} along each pair of tasks (Fig. 11)"
                 if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
                     record["plot"] = str(plot)
-            atomic_write_text(image_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+            write_search_record(image_path.with_suffix(".json"), record)
             done += 1
-            shown = ",".join(f"{k}={v:g}" for k, v in result.best_weights.items() if v)
+            shown = format_weights(result.best_weights)
             label = metric_label(scorer)
             bar.write(
                 f"{path}: {shown} ({label} {record['score']:.4g}, input {record['q_lq']:.4g}; "

@@ -2,11 +2,12 @@
 the most frequent optima (Sec. 4.2 "Search Complexity"), a fast search (shared first step +
 successive halving), a learned predictor, and ``auto_weights``: the one entry point."""
 
-from .auto import AUTO_METHODS, AutoResult, auto_weights
+from .auto import AUTO_METHODS, AutoResult, auto_weights, search_candidates
 from .batched import restore_candidates
 from .fast import fast_search
-from .frequent import mine_frequent_sets, read_search_log, select_among
+from .frequent import mine_frequent_sets, select_among
 from .grid import ScoredCandidate, SearchResult, grid_search, read_score_table
+from .log import read_search_log, search_record, write_search_record
 
 __all__ = [
     "AUTO_METHODS",
@@ -20,5 +21,8 @@ __all__ = [
     "read_score_table",
     "read_search_log",
     "restore_candidates",
+    "search_candidates",
+    "search_record",
     "select_among",
+    "write_search_record",
 ]

@@ -241,16 +241,35 @@ def _restore_scored(pipe, lq: torch.Tensor, weights, quality, common: dict):
     return image, score, q_lq, unet_evaluations(weights, n_steps)
 
 
-def _search(pipe, lq, method, quality, sets, report, common):
+def search_candidates(pipe, lq: torch.Tensor, candidates, metric, method: str = "grid", **kwargs):
+    """Search ``candidates`` (None: the paper grid) for one image ``lq`` (1, 3, H, W) in
+    [0, 1]: ``fast_search`` for method "fast", else ``grid_search`` (every candidate,
+    Eq. 3-4). ``kwargs`` go to that search (steps, seed, tiles; fast: survivors, proxy_side,
+    progress callback; grid: table_path, progress bar, report callback). Returns its
+    ``SearchResult``.
+
+    Raises:
+        ValueError: a method other than fast, grid or frequent; as the search raises.
+    """
     from .fast import fast_search
     from .grid import grid_search
 
     if method == "fast":
-        return fast_search(pipe, lq, quality, progress=report, **common)
+        return fast_search(pipe, lq, metric, candidates, **kwargs)
+    if method not in SEARCHES:
+        raise ValueError(f"{method!r} is not a search ({', '.join(SEARCHES)})")
+    return grid_search(
+        pipe, lq, search_grid() if candidates is None else candidates, metric, **kwargs
+    )
+
+
+def _search(pipe, lq, method, quality, sets, report, common):
+    if method == "fast":
+        return search_candidates(pipe, lq, None, quality, "fast", progress=report, **common)
     if method == "grid":
         candidates = search_grid()
     elif isinstance(sets, str | Path):
         candidates = read_weight_sets(sets)
     else:
         candidates = [validate_weights(w) for w in sets] if sets else default_frequent_sets(pipe)
-    return grid_search(pipe, lq, candidates, quality, report=report, **common)
+    return search_candidates(pipe, lq, candidates, quality, method, report=report, **common)

@@ -3,17 +3,13 @@ grid search, keep the most frequent sets (the paper keeps 8), and search only am
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 
 from ..weights import Weights
 from .grid import SearchResult, grid_search, weights_key
-
-RESULT_KEY = "best_weights"  # the field every per-image search record carries
 
 
 def mine_frequent_sets(
@@ -36,22 +32,6 @@ def mine_frequent_sets(
         first_seen.setdefault(key, {k: v for k, v in key})
     # Counter.most_common is stable for equal counts: insertion (first-seen) order.
     return [(first_seen[key], n) for key, n in counts.most_common(top)]
-
-
-def read_search_log(folder: str | Path) -> list[dict]:
-    """The per-image JSON records that ``unires search`` wrote in ``folder``, sorted by name.
-
-    Files that are not search records (other JSON, damaged files) are skipped.
-    """
-    records = []
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get(RESULT_KEY), dict):
-            records.append(record)
-    return records
 
 
 def select_among(

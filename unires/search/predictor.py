@@ -235,7 +235,7 @@ def train_from_search_log(
         ValueError: fewer than two records with readable inputs.
     """
     from .. import io
-    from .frequent import read_search_log
+    from .log import read_search_log
 
     features, targets = [], []
     for record in read_search_log(folder):

@@ -1,0 +1,84 @@
+"""The search log: one JSON record per searched image, written beside its best restoration
+(``unires search``), read back to mine the most frequent optima (``frequent``) and to train the
+weight predictor (``predictor``). The library owns the format; callers build records with
+``search_record`` and write them with ``write_search_record``.
+
+A record: input, metric, method, best_weights, score and q_lq (the metric's own values),
+direction, gain (internal quality, > 0: better than the input), candidates, computed, reused,
+evaluations, steps, seed, seconds, image, table, and optionally note and plot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..metrics.nr import direction, from_quality
+from ..utils import atomic_write_text
+from .grid import SearchResult
+
+RESULT_KEY = "best_weights"  # the field every per-image search record carries
+
+
+def search_record(
+    result: SearchResult,
+    scorer,
+    *,
+    input: str | Path,
+    metric: str,
+    method: str,
+    steps: int,
+    seed: int,
+    seconds: float,
+    image: str | Path,
+    table: str | Path | None = None,
+    note: str | None = None,
+) -> dict:
+    """The record of one image's search: ``result`` (``grid_search`` / ``fast_search``) scored
+    by ``scorer`` (the metric object; ``metric``: its name as asked for), ``seconds`` rounded to
+    milliseconds, paths as strings, ``note`` only when there is one."""
+    record = {
+        "input": str(input),
+        "metric": metric,
+        "method": method,
+        RESULT_KEY: result.best_weights,
+        "score": from_quality(scorer, result.best_score),
+        "q_lq": from_quality(scorer, result.q_lq),
+        "direction": direction(scorer),
+        "gain": result.gain,  # how much better than the input (> 0: better)
+        "candidates": len(result.rows),
+        "computed": result.computed,
+        "reused": result.reused,
+        "evaluations": result.evaluations,
+        "steps": steps,
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "image": str(image),
+        "table": str(table) if table is not None else None,
+    }
+    if note:
+        record["note"] = note
+    return record
+
+
+def write_search_record(path: str | Path, record: dict) -> Path:
+    """Write ``record`` as indented JSON to ``path`` (atomically); returns the path."""
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return Path(path)
+
+
+def read_search_log(folder: str | Path) -> list[dict]:
+    """The per-image JSON records that ``unires search`` wrote in ``folder``, sorted by name.
+
+    Files that are not search records (other JSON, damaged files) are skipped; never raises
+    for one.
+    """
+    records = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get(RESULT_KEY), dict):
+            records.append(record)
+    return records
