@@ -67,6 +67,7 @@ class BenchSet:
 
 
 def is_set_folder(folder: Path) -> bool:
+    """True for a folder with ``lq/`` and ``gt/`` sub-folders (a degraded set)."""
     return (folder / "lq").is_dir() and (folder / "gt").is_dir()
 
 
@@ -88,7 +89,11 @@ def _load(path: Path) -> torch.Tensor:
 
 
 def load_set(folder: Path, limit: int | None = None) -> BenchSet:
-    """The pairs of a set (sorted by name, first ``limit``), its scale and recipe."""
+    """The pairs of a set (sorted by name, first ``limit``), its scale and recipe.
+
+    Raises:
+        ValueError: no lq/gt pairs, or a gt that is neither 1x nor 4x its lq.
+    """
 
     def images(sub: str) -> dict[str, Path]:
         files = (folder / sub).iterdir()
@@ -126,14 +131,17 @@ class Method:
 
     @property
     def slug(self) -> str:
+        """The method's name as a folder name (letters, digits, ``._=-``)."""
         return re.sub(r"[^A-Za-z0-9._=-]+", "_", self.name).strip("_")
 
 
 def weights_method(weights: Weights) -> Method:
+    """The method that restores with fixed ``weights``."""
     return Method(f"weights {format_weights(weights)}", "weights", weights=weights)
 
 
 def one_hot_method(code: str) -> Method:
+    """The method that restores with the single task ``code`` (weight 1)."""
     return Method(f"one-hot {code}", "weights", weights=one_hot(code))
 
 
@@ -265,6 +273,7 @@ def optional_metrics() -> MetricSet:
 
 
 def higher_is_better(metric: str) -> bool:
+    """False for the metrics where lower is better (NIQE, LPIPS, seconds)."""
     return metric not in ("niqe", "lpips", "seconds")
 
 
@@ -333,6 +342,7 @@ def _record_path(out_dir: Path, set_name: str, method: Method, image: str) -> Pa
 
 
 def read_record(path: Path) -> Record | None:
+    """A pair's saved record, or None when it is missing or damaged (then it is redone)."""
     try:
         return Record(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):  # missing or damaged: redo the pair
@@ -342,6 +352,9 @@ def read_record(path: Path) -> Record | None:
 def run_one(
     pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics, auto_fn
 ) -> Record:
+    """Restore one pair with one method and score it against its gt; the output PNG goes under
+    ``cfg.out_dir``. Any failure becomes the record's one-line ``error`` (never raises).
+    """
     lq, gt = _load(pair.lq), _load(pair.gt)
     output = None
     t0 = time.perf_counter()
@@ -391,6 +404,9 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(bset: BenchSet, method: Method, records: list[Record]) -> SummaryRow:
+    """A method's row for a set: mean of each metric over the pairs that succeeded, seconds and
+    UNet evaluations per image, and how many failed.
+    """
     ok = [r for r in records if r.error is None]
     names = list(dict.fromkeys(k for r in ok for k in r.metrics))
     evals = [r.evaluations for r in ok if r.evaluations is not None]
@@ -407,7 +423,11 @@ def summarise(bset: BenchSet, method: Method, records: list[Record]) -> SummaryR
 
 def check_fingerprint(out_dir: Path, fingerprint: dict) -> None:
     """Results in ``out_dir`` are reused by later runs: refuse a folder made with other
-    settings (another model, step count or seed would silently mix into the tables)."""
+    settings (another model, step count or seed would silently mix into the tables).
+
+    Raises:
+        ValueError: ``out_dir`` holds results made with another fingerprint.
+    """
     path = Path(out_dir) / "fingerprint.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -580,6 +600,7 @@ def _config_dict(cfg: RunConfig) -> dict:
 
 
 def metric_columns(rows: list[SummaryRow]) -> list[str]:
+    """The table's metric columns: PSNR, SSIM, MS-SSIM, NIQE, then the extras present."""
     present = list(dict.fromkeys(k for r in rows for k in r.metrics))
     base = [m for m, _ in BASE_METRICS]
     return base + [m for m in present if m not in base]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires bench`` and its sub-commands."""
     p = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
     bench = p.add_subparsers(dest="bench", metavar="BENCH")
     bench.required = True
@@ -75,6 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_speed(args: argparse.Namespace) -> int:
+    """``unires bench speed``: time the sampler; 0.
+
+    Raises:
+        UsageError: a bad device, or a model that is neither a preset nor a model folder.
+    """
     from ..bench.speed import format_result, result_dict, run_speed_benchmark
     from ..model.unet import UNET_PRESETS
     from ..pipeline import resolve_device
@@ -112,6 +118,12 @@ def run_speed(args: argparse.Namespace) -> int:
 
 
 def run_quality(args: argparse.Namespace) -> int:
+    """``unires bench quality``: restore degraded centre crops, score them; 0.
+
+    Raises:
+        UsageError: an unknown recipe, or --hq-dir is not a folder.
+        SystemExit: code 2, the model does not load.
+    """
     from ..bench.quality import RECIPE_TASKS, run_quality_benchmark
     from . import UsageError
     from .common import load_pipeline_or_exit
@@ -143,6 +155,11 @@ def run_quality(args: argparse.Namespace) -> int:
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
+    """``unires bench autoencoder``: an autoencoder's reconstruction PSNR on a folder; 0.
+
+    Raises:
+        UsageError: --hq-dir is not a folder, or the model is not an autoencoder.
+    """
     import torch
 
     from ..model.autoencoder import load_own_autoencoder
@@ -183,6 +200,7 @@ def _add_common_bench_arguments(p: argparse.ArgumentParser, out: str) -> None:
 
 
 def add_run_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``unires bench run``."""
     r = bench.add_parser(
         "run",
         help="restore degraded sets with weights, one-hot tasks, peers, --auto; tabulate",
@@ -237,6 +255,12 @@ def _task_list(text: str) -> list[str]:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
+    """``unires bench run``: every method on every set, tables and report; 0.
+
+    Raises:
+        UsageError: bad weights, sets, peers or output folder.
+        SystemExit: code 2, the model does not load.
+    """
     from ..bench.run import RunConfig, expand_set_folders, run_bench
     from ..weights import WeightsError, parse_weights
     from . import UsageError
@@ -288,6 +312,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
 
 def add_ablations_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``unires bench ablations``."""
     a = bench.add_parser(
         "ablations",
         help="paper Tab. 4 on this model: single tasks, strike-out, DownLQ, grid range, ...",
@@ -347,6 +372,12 @@ def _proxy_side(text: str) -> tuple[int, int] | None:
 
 
 def run_ablations_command(args: argparse.Namespace) -> int:
+    """``unires bench ablations``: the paper's Tab. 4 on this model; 0.
+
+    Raises:
+        UsageError: bad options, sets or results of another model in the output folder.
+        SystemExit: code 2, a model does not load.
+    """
     from ..bench.ablations import AblationConfig, run_ablations
     from ..bench.run import expand_set_folders
     from . import UsageError
@@ -399,6 +430,7 @@ def run_ablations_command(args: argparse.Namespace) -> int:
 
 
 def add_search_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``unires bench search``."""
     s = bench.add_parser(
         "search",
         help="weight selectors (fast, frequent, predict, average) against the full grid",
@@ -430,6 +462,12 @@ def add_search_parser(bench: argparse._SubParsersAction) -> None:
 
 
 def run_search_bench(args: argparse.Namespace) -> int:
+    """``unires bench search``: weight selectors against the full grid; 0.
+
+    Raises:
+        UsageError: an unknown selector or no input images.
+        SystemExit: code 2, the model does not load.
+    """
     from .. import io
     from ..bench.search import run_search_benchmark
     from ..search.auto import AUTO_METHODS

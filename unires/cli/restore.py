@@ -20,6 +20,7 @@ from .common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires restore``."""
     p = sub.add_parser(
         "restore",
         help="restore photos",
@@ -93,6 +94,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires restore``: restore every input into the output folder; 0 all done, 1 some failed.
+
+    Raises:
+        UsageError: bad weights or options, or an output path that is not a folder.
+        SystemExit: code 2, the model does not load.
+    """
     from .. import io
     from ..parallel import files_written
     from ..weights import WeightsError, parse_weights

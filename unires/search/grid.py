@@ -49,6 +49,7 @@ class SearchResult:
 
     @property
     def gain(self) -> float:
+        """Best score minus the input's, in internal quality (> 0: better than the input)."""
         return self.best_score - self.q_lq
 
 
@@ -387,6 +388,7 @@ class CandidateRestorer:
             self.evaluations += sampler.evaluations
 
     def restore_one(self, weights: Weights) -> torch.Tensor:
+        """Restore one candidate on its own (1, 3, H, W); counts its UNet evaluations."""
         steps = self.steps or _default_steps(self.pipe)
         self.evaluations += unet_evaluations(weights, steps)
         return self.pipe.restore_tensor(
@@ -394,6 +396,7 @@ class CandidateRestorer:
         )
 
     def prepared(self):
+        """The image's ``PreparedImage`` (condition latents, start noise), made once."""
         if self._prepared is None:
             kw = {
                 k: self.kwargs[k] for k in ("scale", "downlq_factor", "tiles") if k in self.kwargs
