@@ -24,6 +24,7 @@ FAST_PROXY_SIDE = 192  # fast_search's default proxy_side
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unires search``."""
     p = sub.add_parser(
         "search",
         help="search the best task weights per image",
@@ -86,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``unires search``: --mine, --train-predictor, or the per-image search (``run_search``)."""
     if args.mine is not None:
         return run_mine(args)
     if args.train_predictor is not None:
@@ -94,6 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_train_predictor(args: argparse.Namespace) -> int:
+    """``unires search --train-predictor DIR``: fit the weight predictor on DIR's search log;
+    0 written, 1 too few records, 2 scikit-learn missing.
+
+    Raises:
+        UsageError: input images given, or DIR is not a folder.
+    """
     from ..search.predictor import train_from_search_log
     from ..utils import plural
     from . import UsageError
@@ -118,6 +126,12 @@ def run_train_predictor(args: argparse.Namespace) -> int:
 
 
 def run_mine(args: argparse.Namespace) -> int:
+    """``unires search --mine DIR``: the most frequent optima of DIR's search log, written to
+    ``DIR/frequent_sets.json`` and printed; 0, or 1 without records.
+
+    Raises:
+        UsageError: input images given, --top < 1, or DIR is not a folder.
+    """
     from ..search import mine_frequent_sets, read_search_log
     from ..utils import atomic_write_text
     from . import UsageError
@@ -172,6 +186,13 @@ def _scored_size(lq, args: argparse.Namespace, pipe) -> tuple[int, int]:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """``unires search IN... -o OUT``: search each image's weights; write its best restoration,
+    score table and search record (``search.log``) into OUT. 0 all searched, 1 some failed.
+
+    Raises:
+        UsageError: bad options, grid or metric, or OUT is a file.
+        SystemExit: code 2, the model does not load.
+    """
     from .. import io
     from ..bench.plots import draw_tradeoffs
     from ..metrics.nr import direction, fit_to_size, get_metric, metric_label
