@@ -121,7 +121,7 @@ def _leave_one_out(records: dict[str, dict], stem: str, top: int):
 
 
 def _loo_predictor(others: list[dict]):
-    from .predictor import fit_predictor, image_features
+    from ..search.predictor import fit_predictor, image_features
 
     if len(others) < 2:
         return None
