@@ -273,28 +273,7 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
         for index in range(len(bset.pairs)):
             contexts.append(ImageContext(bset, index, cfg.out_dir / bset.name))
 
-    # Grid rows: score every candidate once per (image, DownLQ factor), then argmax per row.
-    best_default: dict[str, Weights] = {}
-    for n, ctx in enumerate(contexts, 1):
-        for factor in sorted(
-            {how.downlq_factor for _, _, how in spec if isinstance(how, SearchRow)}
-        ):
-            union = _union(
-                [
-                    grids[i]
-                    for i, (_, _, how) in enumerate(spec)
-                    if isinstance(how, SearchRow) and how.downlq_factor == factor
-                ]
-            )
-            scores = runner.score_table(ctx, union, factor)
-            for i, (_, _, how) in enumerate(spec):
-                if isinstance(how, SearchRow) and how.downlq_factor == factor:
-                    w = _argmax(grids[i], scores)
-                    _add(rows[i], ctx, w, runner.evaluate(ctx, w, factor), len(grids[i]))
-                    if i == 0:
-                        best_default[ctx.key] = w
-        log(f"[{n}/{len(contexts)}] {ctx.key}: searched ({_fmt_w(best_default[ctx.key])})")
-
+    best_default = _search_rows(runner, spec, rows, grids, contexts, log)
     for i, (_, _, how) in enumerate(spec):
         row = rows[i]
         if isinstance(how, dict):
@@ -331,6 +310,28 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
         log(claim_line(claim))
     write_outputs(result, cfg.out_dir)
     return result
+
+
+def _search_rows(runner, spec, rows, grids, contexts, log) -> dict[str, Weights]:
+    """Fill the grid-search rows: every candidate scored once per (image, DownLQ factor),
+    then the argmax per row. Returns the default row's optimum per image."""
+    best_default: dict[str, Weights] = {}
+    factors = sorted({how.downlq_factor for _, _, how in spec if isinstance(how, SearchRow)})
+    for n, ctx in enumerate(contexts, 1):
+        for factor in factors:
+            same = [
+                i
+                for i, (_, _, how) in enumerate(spec)
+                if isinstance(how, SearchRow) and how.downlq_factor == factor
+            ]
+            scores = runner.score_table(ctx, _union([grids[i] for i in same]), factor)
+            for i in same:
+                w = _argmax(grids[i], scores)
+                _add(rows[i], ctx, w, runner.evaluate(ctx, w, factor), len(grids[i]))
+                if i == 0:
+                    best_default[ctx.key] = w
+        log(f"[{n}/{len(contexts)}] {ctx.key}: searched ({_fmt_w(best_default[ctx.key])})")
+    return best_default
 
 
 def _union(grids: list[list[Weights]]) -> list[Weights]:
