@@ -61,8 +61,12 @@ def processes_for(args: argparse.Namespace):
     """The processes sharing this command (``unires.parallel.processes``: one without a
     launcher). When there are several, ``args.device`` becomes this process's own device and
     the other processes than the main one get ``args.quiet`` (their bars off: the job's one
-    bar is the main process's). A launch accelerate cannot join is a usage error (one line,
-    exit 2)."""
+    bar is the main process's).
+
+    Raises:
+        UsageError: a launch accelerate cannot join (one line, exit 2).
+        MissingExtra: several processes without accelerate (the ``parallel`` extra).
+    """
     from ..parallel import processes
     from . import UsageError
 

@@ -15,6 +15,7 @@ from .common import (
     add_model_arguments,
     first_line,
     load_pipeline_or_exit,
+    processes_for,
     tile_settings_from_args,
 )
 
@@ -49,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "  trajectory score every candidate (Eq. 2 is linear), then successive halving on\n"
             "  --survivors; < 1% of the grid's UNet evaluations. No CSV table.\n\n"
             "plots (--plots): OUT_DIR/<stem>_tradeoff.png, the pairwise curves of Fig. 11.\n\n"
+            "several processes (accelerate launch / torchrun -m unires search ...): the images\n"
+            "  are split across them; a grid search on fewer images than processes splits\n"
+            "  each image's candidates instead (score table merged, resumable).\n\n"
             "predictor (--train-predictor):\n"
             "  unires search --train-predictor OUT_DIR [--predictor-out FILE]\n"
             "  fits a random forest (image features -> weights) on the searches in OUT_DIR;\n"
@@ -196,6 +200,7 @@ def run_search(args: argparse.Namespace) -> int:
     from .. import io
     from ..bench.plots import draw_tradeoffs
     from ..metrics.nr import direction, fit_to_size, get_metric, metric_label
+    from ..parallel import SINGLE, files_written
     from ..pipeline import resolve_device
     from ..search import search_candidates, search_record, write_search_record
     from ..weights import WeightsError, format_weights
@@ -209,6 +214,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("--max-images must be at least 1")
     if args.survivors < 1:
         raise UsageError("--survivors must be at least 1")
+    procs = processes_for(args)
     try:
         candidates = _candidates(args)
         metric = get_metric(args.metric, device=resolve_device(args.device))
@@ -219,88 +225,144 @@ def run_search(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
-    files = files[: args.max_images] if args.max_images else files
-    for msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
+    listed, written = None, None
+    if procs.is_main:  # listed and named once, by the main process (several: see --help)
+        files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
+        files = files[: args.max_images] if args.max_images else files
+        names = _planned_image_paths(files, out_dir) if procs.parallel else {}
+        if procs.parallel:
+            records = [n.with_suffix(".json") for n in names.values() if isinstance(n, Path)]
+            written = files_written(records)
+        listed = (files, problems, names)
+    files, problems, names = procs.broadcast(listed)
+    if procs.is_main:
+        for msg in problems:
+            print(f"error: {msg}", file=sys.stderr)
+        if not files:
+            print("error: no input images found", file=sys.stderr)
     if not files:
-        print("error: no input images found", file=sys.stderr)
         return 1
-    pipe = load_pipeline_or_exit(args)
+    # Several processes: each searches its share of the images; a grid search on fewer
+    # images than processes splits each image's candidates instead (the main process then
+    # writes and reports every image).
+    by_candidates = procs.parallel and args.method == "grid" and len(files) < procs.count
+    mine = files if by_candidates else procs.share(files)
+    reports = procs.is_main or not by_candidates
+    pipe = load_pipeline_or_exit(args) if mine else None
     tiles = tile_settings_from_args(args)
 
-    failed, done = len(problems), 0
+    failed, done = 0, 0
     used: set[Path] = set()
-    bar = tqdm(files, desc="images", unit="img", disable=args.quiet or len(files) == 1)
-    for path in bar:
-        try:
-            t0 = time.perf_counter()
-            img = io.read_image(path)
-            image_path = io.plan_output(path, out_dir, ".png", inputs=files)
-            if image_path in used:  # a.png and a.jpg in one batch: keep both results
-                image_path = image_path.with_name(f"{path.stem}_{path.suffix.lstrip('.')}.png")
-            io.ensure_not_input(image_path, files)
-            used.add(image_path)
-            table_path = image_path.with_suffix(".csv")
-            lq = io.to_tensor(img.rgb)
+    shown = not args.quiet and len(files) > 1 and procs.is_main
+    bar = tqdm(total=len(files), desc="images", unit="img", disable=not shown)
+    # Splitting candidates, every process goes through every image: its own count is the job's.
+    tracker = SINGLE.progress(bar) if by_candidates else procs.progress(bar, written)
+    with bar, tracker as advance:
+        for path in mine:
             try:
-                scorer, note = fit_to_size(metric, *_scored_size(lq, args, pipe))
-            except ValueError as e:
-                raise ValueError(f"{e}; restore it with --weights or --auto average") from None
-            if note:
-                bar.write(f"note: {path}: {note}", file=sys.stderr)
-            if args.method == "fast":
-                options = dict(survivors=args.survivors, proxy_side=FAST_PROXY_SIDE)
-            else:
-                options = dict(
-                    table_path=table_path,
-                    progress=not args.quiet,
+                t0 = time.perf_counter()
+                img = io.read_image(path)
+                image_path = names.get(path) or _image_path(path, out_dir, files, used)
+                if isinstance(image_path, Exception):  # planned above: would overwrite an input
+                    raise image_path
+                table_path = image_path.with_suffix(".csv")
+                lq = io.to_tensor(img.rgb)
+                try:
+                    scorer, note = fit_to_size(metric, *_scored_size(lq, args, pipe))
+                except ValueError as e:
+                    raise ValueError(f"{e}; restore it with --weights or --auto average") from None
+                if note and reports:
+                    bar.write(f"note: {path}: {note}", file=sys.stderr)
+                if args.method == "fast":
+                    options = dict(survivors=args.survivors, proxy_side=FAST_PROXY_SIDE)
+                else:
+                    options = dict(
+                        table_path=table_path,
+                        progress=not args.quiet and procs.is_main,
+                        processes=procs if by_candidates else None,
+                    )
+                result = search_candidates(
+                    pipe,
+                    lq,
+                    candidates,
+                    scorer,
+                    args.method,
+                    steps=args.steps,
+                    seed=args.seed,
+                    tiles=tiles,
+                    **options,
                 )
-            result = search_candidates(
-                pipe,
-                lq,
-                candidates,
-                scorer,
-                args.method,
-                steps=args.steps,
-                seed=args.seed,
-                tiles=tiles,
-                **options,
-            )
-            io.write_image(image_path, io.from_tensor(result.best_image), like=img)
-            record = search_record(
-                result,
-                scorer,
-                input=path,
-                metric=args.metric,
-                method=args.method,
-                steps=args.steps or pipe.settings.default_steps,
-                seed=args.seed,
-                seconds=time.perf_counter() - t0,
-                image=image_path,
-                table=table_path if args.method == "grid" else None,
-                note=note,
-            )
-            if args.plots:
-                plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
-                title = f"{path.name}: {metric_label(scorer)} along each pair of tasks (Fig. 11)"
-                if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
-                    record["plot"] = str(plot)
-            write_search_record(image_path.with_suffix(".json"), record)
-            done += 1
-            shown = format_weights(result.best_weights)
-            label = metric_label(scorer)
-            bar.write(
-                f"{path}: {shown} ({label} {record['score']:.4g}, input {record['q_lq']:.4g}; "
-                f"{direction(scorer)})"
-            )
-        except io.ImageError as e:
-            failed += 1
-            bar.write(f"error: {e}", file=sys.stderr)
-        except (RuntimeError, ValueError) as e:  # e.g. too small for the metric, out of memory
-            failed += 1
-            bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
-    summary = f"{done} searched, {failed} failed"
-    summary += f"; results in {out_dir}" if done else "; nothing written"
-    print(summary, file=sys.stderr if failed else sys.stdout)
+                if reports:
+                    io.write_image(image_path, io.from_tensor(result.best_image), like=img)
+                    record = search_record(
+                        result,
+                        scorer,
+                        input=path,
+                        metric=args.metric,
+                        method=args.method,
+                        steps=args.steps or pipe.settings.default_steps,
+                        seed=args.seed,
+                        seconds=time.perf_counter() - t0,
+                        image=image_path,
+                        table=table_path if args.method == "grid" else None,
+                        note=note,
+                    )
+                    if args.plots:
+                        plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
+                        label = metric_label(scorer)
+                        title = f"{path.name}: {label} along each pair of tasks (Fig. 11)"
+                        if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
+                            record["plot"] = str(plot)
+                    write_search_record(image_path.with_suffix(".json"), record)
+                    done += 1
+                    weights = format_weights(result.best_weights)
+                    bar.write(
+                        f"{path}: {weights} ({metric_label(scorer)} {record['score']:.4g}, "
+                        f"input {record['q_lq']:.4g}; {direction(scorer)})"
+                    )
+            except io.ImageError as e:
+                failed += reports
+                if reports:
+                    bar.write(f"error: {e}", file=sys.stderr)
+            except (RuntimeError, ValueError) as e:  # e.g. too small for the metric, out of memory
+                failed += reports
+                if reports:
+                    bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
+            advance()
+        done, failed = procs.total(done), len(problems) + procs.total(failed)
+    if procs.is_main:
+        summary = f"{done} searched, {failed} failed"
+        summary += f"; results in {out_dir}" if done else "; nothing written"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+    procs.barrier()
     return 1 if failed else 0
+
+
+def _image_path(path: Path, out_dir: Path, files: list[Path], used: set[Path]) -> Path:
+    """Where the best restoration of ``path`` goes (its table and record beside it, same
+    stem): a.png and a.jpg in one batch keep both results (``used``: names given so far).
+    Raises ``io.ImageError`` if that would overwrite an input."""
+    from .. import io
+
+    image_path = io.plan_output(path, out_dir, ".png", inputs=files)
+    if image_path in used:
+        image_path = image_path.with_name(f"{path.stem}_{path.suffix.lstrip('.')}.png")
+    io.ensure_not_input(image_path, files)
+    used.add(image_path)
+    return image_path
+
+
+def _planned_image_paths(files: list[Path], out_dir: Path) -> dict[Path, Path | Exception]:
+    """``_image_path`` of every file in list order, before any is searched (several processes
+    share the list, so no name may depend on which files another has done); an input that
+    would be overwritten maps to its ``io.ImageError``."""
+    from .. import io
+
+    used: set[Path] = set()
+    names: dict[Path, Path | Exception] = {}
+    for path in files:
+        try:
+            names[path] = _image_path(path, out_dir, files, used)
+        except io.ImageError as e:
+            names[path] = e
+    return names
