@@ -29,8 +29,10 @@ SKIP: dict[tuple[str, ...], str] = {
     ("make", "test"): "this test suite itself",
     ("unires", "serve"): "a server until Ctrl-C: tests/test_app_browser.py drives it",
     ("unires", "train"): "hours of training: tests/test_train.py trains configs/tiny.yaml",
-    ("accelerate", "launch"): "multi-GPU training: tests/test_train.py",
-    ("torchrun",): "multi-process training: tests/test_train.py",
+    ("accelerate", "launch"): "several GPUs or machines: tests/test_train.py (training), "
+    "tests/test_parallel.py (restore, search, bench run)",
+    ("torchrun",): "several processes: tests/test_train.py (training), tests/test_parallel.py "
+    "(restore, search, bench run on 2 CPU processes)",
     ("python", "tools/probes/backbone.py"): "a 5-minute training probe",
     ("tools/gpu/prepare.sh",): "packs this project's own training photos for a lent GPU",
     ("bash", "tools/gpu/train_on_device.sh"): "training on a lent GPU (its CPU dry run: "
