@@ -22,6 +22,7 @@ Usage (from the repository root):
   python tools/probes/backbone.py CONFIG TASK OUT [--minutes 20] [--threads 1]
       [--factor F] [--width W] [--crop 64] [--batch 16] [--lr LR]
       [--loss-weighting none|target_energy] [--terminal-t-prob P]
+      [--schedule constant|cosine] [--sr-bicubic-prob P]
   TASK: dn | md | dd | sr | mix (the config's four-task probabilities)
   e.g. python tools/probes/backbone.py configs/embedded-v2.yaml dn runs/probes/naf-dn
 """
@@ -62,8 +63,17 @@ def parse() -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, help="default: the config's optim.lr")
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="after the warm-up: constant, or cosine to 0 over the CPU budget (NAFNet's)",
+    )
     p.add_argument("--loss-weighting", help="default: the config's loss_weighting")
     p.add_argument("--terminal-t-prob", type=float, help="default: the config's")
+    p.add_argument(
+        "--sr-bicubic-prob", type=float, help="SR data: share of bicubic x4 (default: the config's)"
+    )
     p.add_argument("--val-crops", type=int, default=12)
     p.add_argument("--val-crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -141,6 +151,8 @@ def main() -> None:
         cfg.loss_weighting = args.loss_weighting
     if args.terminal_t_prob is not None:
         cfg.terminal_t_prob = args.terminal_t_prob
+    if args.sr_bicubic_prob is not None:
+        cfg.data.degradation.sr_bicubic_prob = args.sr_bicubic_prob
     if args.task != "mix":
         cfg.data.task_probs = {args.task: 1.0}
     cfg.data.crop = args.crop
@@ -185,6 +197,9 @@ def main() -> None:
         "crop": args.crop,
         "batch": args.batch,
         "lr": lr,
+        "schedule": args.schedule,
+        "sr_bicubic_prob": cfg.data.degradation.sr_bicubic_prob,
+        "dn_data": "awgn" if cfg.data.degradation.dn_noise.gaussian_prob >= 1 else "dn-mix",
         "loss_weighting": cfg.loss_weighting,
         "terminal_t_prob": cfg.terminal_t_prob,
         "threads": args.threads,
@@ -238,8 +253,11 @@ def main() -> None:
         texts = ["" if d else it["prompt"] for it, d in zip(items, drop_text, strict=True)]
         loss = denoiser.loss(x0, cond, prompts.encode(texts), t, noise, cfg.loss_weighting)
         loss = loss.mean()
+        scale = min(1.0, (step + 1) / max(1, warmup))
+        if args.schedule == "cosine":  # NAFNet's annealing, over the CPU budget
+            scale *= 0.5 * (1 + math.cos(math.pi * min(1.0, cpu / (60 * args.minutes))))
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
+            g["lr"] = lr * scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:

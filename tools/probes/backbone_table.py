@@ -1,6 +1,8 @@
 """Markdown table of backbone-probe curves (``tools/probes/backbone.py`` OUT/curve.jsonl).
 
-One row per probe: network, parameters, task, LQ PSNR, then the PSNR gain over the LQ in dB
+One row per probe: network, parameters, task, loss weighting, learning-rate schedule after
+the warm-up, training data of the probed task (DN: `dn-mix` or AWGN only; SR: the share of
+bicubic x4), LQ PSNR, then the PSNR gain over the LQ in dB
 at each evaluation (CPU minutes), and the steps done.
 
 Usage: python tools/probes/backbone_table.py runs/probes/naf-dn runs/probes/unet-dn ...
@@ -13,6 +15,15 @@ import sys
 from pathlib import Path
 
 
+def _data(header: dict) -> str:
+    """The probed task's training data (headers before these keys: the config's defaults)."""
+    if header["task"] == "dn":
+        return header.get("dn_data", "dn-mix")
+    if header["task"] == "sr":
+        return f"bicubic {header.get('sr_bicubic_prob', 0.3):g}"
+    return "config"
+
+
 def main(folders: list[str]) -> None:
     runs = []
     for folder in folders:
@@ -22,17 +33,18 @@ def main(folders: list[str]) -> None:
     marks = sorted({round(r["cpu_min"] / 2.5) * 2.5 for _, _, rows in runs for r in rows})
     marks = [m for m in marks if m > 0]
     print(
-        "| probe | network | params | task | weighting | LQ dB | "
+        "| probe | network | params | task | weighting | schedule | data | LQ dB | "
         + " | ".join(f"{m:g} min" for m in marks)
         + " | steps |"
     )
-    print("|" + "---|" * (7 + len(marks)))
+    print("|" + "---|" * (9 + len(marks)))
     for name, h, rows in runs:
         gains = {round(r["cpu_min"] / 2.5) * 2.5: r["gain_db"] for r in rows}
         cells = [f"{gains[m]:+.2f}" if m in gains else "" for m in marks]
         print(
             f"| {name} | {h['network']} f={h['factor']} | {h['params'] / 1e6:.2f}M | {h['task']} "
-            f"| {h.get('loss_weighting', 'target_energy')} | {h['val_lq_psnr']:.2f} | "
+            f"| {h.get('loss_weighting', 'target_energy')} | {h.get('schedule', 'constant')} "
+            f"| {_data(h)} | {h['val_lq_psnr']:.2f} | "
             + " | ".join(cells)
             + f" | {rows[-1]['step']} |"
         )
