@@ -93,3 +93,26 @@ def test_quality_benchmark_runs_the_new_noise_sets(tiny_model_dir, tmp_path):
         assert ("gaussian-25", FFDNET_TRUE_SIGMA) in methods
         assert ("gaussian-25", "ffdnet") in methods
         assert ("noise-heavy", FFDNET_TRUE_SIGMA) not in methods
+
+
+def test_quality_benchmark_scores_the_models_defaults_on_the_complex_set(tiny_model_dir, tmp_path):
+    """The complex set's first UniRes row is what `unires restore photo.jpg` does with no
+    options (the folder's default_weights); the paper's sets follow unless they are the same."""
+    from unires.model.bundle import load_model, save_model
+
+    comps = load_model(tiny_model_dir)
+    comps.settings.default_weights = {"br": 1.0}
+    folder = tmp_path / "model"
+    save_model(comps, folder)
+    hq = tmp_path / "hq"
+    hq.mkdir()
+    img = procedural_photo(0, 64, 64).permute(1, 2, 0).numpy()
+    Image.fromarray((img * 255).round().astype(np.uint8)).save(hq / "p0.png")
+    argv = ["bench", "quality", "--model", str(folder), "--hq-dir", str(hq), "--crop", "64"]
+    argv += ["--out", str(tmp_path / "q"), "--recipes", "complex", "--steps", "1"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "q" / "quality.json").read_text())
+    methods = [r["method"] for r in rows]
+    assert methods[:2] == ["LQ", "defaults (br=1)"]
+    assert any(m.startswith("most-frequent (") for m in methods)
+    assert any(m.startswith("average (") for m in methods)
