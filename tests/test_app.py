@@ -272,15 +272,8 @@ def test_restore_handler_reports_problems_in_one_line(ctx, tmp_path):
     assert "seed must be between" in text
 
 
-def test_auto_handler_without_the_search_module(ctx, tmp_path, monkeypatch):
-    from unires.app.server import auto
-
-    monkeypatch.setattr(logic, "auto_weights_function", lambda: None)
-    *_, text = auto(ctx, str(write_photo(tmp_path / "p.png")), "x1", 2, 0)
-    assert "Automatic weights unavailable" in text
-
-
 def test_auto_handler_moves_the_sliders(ctx, tmp_path, monkeypatch):
+    from unires.app import server
     from unires.app.server import auto
 
     calls = []
@@ -303,7 +296,7 @@ def test_auto_handler_moves_the_sliders(ctx, tmp_path, monkeypatch):
             note=None,
         )
 
-    monkeypatch.setattr(logic, "auto_weights_function", lambda: fake_auto_weights)
+    monkeypatch.setattr(server, "auto_weights", fake_auto_weights)
     steps = []
     out = auto(
         ctx, str(write_photo(tmp_path / "p.png")), "x1", 3, 7, lambda f, desc: steps.append(f)
@@ -321,8 +314,6 @@ def test_auto_handler_moves_the_sliders(ctx, tmp_path, monkeypatch):
 def test_auto_handler_with_the_real_search(ctx, tmp_path):
     from unires.app.server import auto
 
-    if logic.auto_weights_function() is None:
-        pytest.skip("unires.search.auto is not there yet")
     fractions = []
     # Under NIQE's two 96x96 blocks: scored with smaller blocks, and the page says so.
     photo = str(write_photo(tmp_path / "p.png", 128, 128))

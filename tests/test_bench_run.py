@@ -73,12 +73,11 @@ def test_peers_run_and_missing_ones_say_how_to_install(monkeypatch):
     assert x4["bicubic"](lq).shape == (1, 3, 128, 160)
 
 
-def test_auto_is_reported_unavailable_when_its_module_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "unires.search.auto", None)
-    cfg = RunConfig(sets=[], out_dir=tmp_path, peers=[], auto=["fast"])
+def test_an_unknown_auto_selector_is_reported_not_run(tmp_path):
+    cfg = RunConfig(sets=[], out_dir=tmp_path, peers=[], auto=["fast", "magic"])
     methods, unavailable = build_methods(cfg, 1, {})
-    assert [m.name for m in methods] == ["LQ"]
-    assert "not available" in unavailable["auto fast"]
+    assert [m.name for m in methods] == ["LQ", "auto fast"]
+    assert unavailable["auto magic"].startswith("unknown selector")
 
 
 def _bench_args(model, sets, out, *extra):

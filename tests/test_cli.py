@@ -142,18 +142,17 @@ def test_usage_errors_exit_2(tiny_model_dir, tmp_path, capsys, extra, message):
 
 def test_missing_model_is_one_line(tmp_path, capsys):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
-    with pytest.raises(SystemExit) as e:
-        main(
-            [
-                "restore",
-                str(tmp_path / "x.png"),
-                "-o",
-                str(tmp_path / "o"),
-                "--model",
-                str(tmp_path / "nope"),
-            ]
-        )
-    assert e.value.code == 2
+    code = main(
+        [
+            "restore",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path / "nope"),
+        ]
+    )
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert "nope" in err and len(err.splitlines()) == 1
 
@@ -199,9 +198,7 @@ def test_demo_without_embedded_model_fails_clearly(monkeypatch, tmp_path, capsys
     import unires.pipeline as p
 
     monkeypatch.setattr(p, "EMBEDDED_MODEL_DIR", tmp_path / "none")
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--out", str(tmp_path / "d")])
-    assert e.value.code == 2
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     assert "embedded UniRes model is not in this installation" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from unires.cli import degrade
+from unires.cli import main
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="unires")
-    sub = parser.add_subparsers(dest="command")
-    degrade.add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture()

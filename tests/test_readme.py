@@ -177,7 +177,7 @@ def test_readme_runs_as_written(readme_world, capsys):
             for argv in plans:
                 try:
                     code = main(argv[1:])
-                except SystemExit as e:  # e.g. a model that does not load
+                except SystemExit as e:  # e.g. argparse on --help
                     code = e.code
                 out = capsys.readouterr()
                 where = f"README.md:{line}: {shlex.join(argv)}"

@@ -45,7 +45,7 @@ def stub(monkeypatch):
         loads.append(args)
         return pipe
 
-    monkeypatch.setattr(restore_cli, "load_pipeline_or_exit", load)
+    monkeypatch.setattr(restore_cli, "load_pipeline", load)
     pipe.loads = loads
     return pipe
 

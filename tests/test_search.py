@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,8 +27,14 @@ CANDIDATES = [
 class StubPipe:
     """Returns a flat image whose value is the ``dn`` weight; counts the restorations."""
 
+    settings = SimpleNamespace(default_steps=1)
+
     def __init__(self):
         self.calls: list[dict] = []
+
+    def batches_candidates(self, lq, restore_kwargs):
+        """One ``restore_tensor`` call per candidate (what these tests count)."""
+        return False
 
     def restore_tensor(self, lq, weights, *, steps=None, seed=0, **kw):
         self.calls.append({"weights": dict(weights), "seed": seed, "steps": steps})

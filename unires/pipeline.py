@@ -353,6 +353,19 @@ class UniResPipeline:
         out = apply_color_fix(out, prepared.lq.to(out).expand_as(out), color_fix)
         return out.clamp(0, 1).cpu()
 
+    def batches_candidates(self, lq: torch.Tensor, restore_kwargs: Mapping) -> bool:
+        """Whether a search may restore many weight sets of ``lq`` together
+        (``search.batched``: the same images as ``restore_tensor`` one set at a time). Not
+        with eta > 0, nor for an image that ``restore_tensor`` would tile."""
+        if restore_kwargs.get("eta", 0.0) != 0.0:
+            return False
+        tiles = restore_kwargs.get("tiles") or TileSettings()
+        if tiles.latent_tile == 0:
+            return True
+        side = max(lq.shape[-2:]) * restore_kwargs.get("scale", 1) / self.vae_factor
+        limit = tiles.latent_tile or tiles.max_latent_tile
+        return side <= limit
+
     def restore_tensor(
         self,
         lq: torch.Tensor,

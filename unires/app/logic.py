@@ -39,11 +39,6 @@ SCALES: dict[str, int] = {"x1": 1, "x4": 4}
 # The examples `make demo` writes (unires/cli/demo.py, default --out demo-output).
 DEMO_EXAMPLE_FILES = ("lq.png",)
 
-AUTO_UNAVAILABLE = (
-    "Automatic weights unavailable: this installation has no unires.search.auto yet. "
-    "Set the sliders by hand or pick a preset."
-)
-
 
 class AppError(ValueError):
     """A problem the page reports to its user as one line (never a traceback)."""
@@ -305,16 +300,3 @@ def delete_old_results(folder: str | Path, max_age_s: float) -> int:
 def example_photos(folder: str | Path) -> list[Path]:
     """The demo examples present in ``folder`` (none until `make demo` has run)."""
     return [Path(folder) / n for n in DEMO_EXAMPLE_FILES if (Path(folder) / n).is_file()]
-
-
-def auto_weights_function():
-    """``unires.search.auto.auto_weights``, or None while that module does not exist."""
-    try:
-        from ..search.auto import auto_weights
-    except ModuleNotFoundError as e:
-        if e.name not in ("unires.search.auto", "unires.search"):
-            raise  # the module exists but is broken: that must not look like "not built yet"
-        return None
-    except ImportError:  # the module exists without auto_weights yet
-        return None
-    return auto_weights

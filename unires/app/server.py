@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import io
 from ..errors import first_line
+from ..search.auto import auto_weights
 from ..utils import plural
 from ..weights import format_weights
 from . import logic
@@ -246,10 +247,6 @@ def auto(ctx: Context, path, scale_label, steps, seed, progress=None):
 
     unchanged = [gr.update()] * len(TASK_CODES)
     keep = (*unchanged, gr.update(), gr.update())
-    search = logic.auto_weights_function()
-    if search is None:
-        gr.Warning(logic.AUTO_UNAVAILABLE)
-        return *keep, error_text(logic.AUTO_UNAVAILABLE)
     try:
         scale = logic.parse_scale(scale_label)
         steps, seed = check_steps(steps), check_seed(seed)
@@ -264,7 +261,7 @@ def auto(ctx: Context, path, scale_label, steps, seed, progress=None):
 
     report(0.0, "searching weights")
     try:
-        found = search(
+        found = auto_weights(
             ctx.pipe,
             io.to_tensor(img.rgb),
             "fast",

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics.nr import fit_to_size, from_quality, get_metric, metric_info, metric_label
+from ..search.auto import auto_weights
 from ..search.frequent import mine_frequent_sets
 from ..search.grid import grid_search, read_score_table, weights_key
 from ..tasks import PAPER_GRID_TASKS
 from ..utils import atomic_write_text
 from ..weights import GridSpec, Weights, active_weights, format_weights, one_hot
-from .run import BenchSet, MetricSet, _load, check_fingerprint, load_auto_weights, load_set
+from .run import BenchSet, MetricSet, _load, check_fingerprint, load_set
 
 ALL_TASKS = PAPER_GRID_TASKS  # br, sr, md, dd, dn, downlq
 
@@ -266,7 +267,7 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
         for i, (_, _, how) in enumerate(spec)
         if isinstance(how, SearchRow)
     }
-    auto_fn, auto_why = load_auto_weights() if cfg.use_auto else (None, "skipped (--no-auto)")
+    auto_fn, auto_why = (auto_weights, "") if cfg.use_auto else (None, "skipped (--no-auto)")
     contexts = []
     for folder in cfg.sets:
         bset = load_set(folder, cfg.limit)

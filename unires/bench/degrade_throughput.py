@@ -8,8 +8,6 @@ this machine's 2 CPU cores (DESIGN.md), i.e. ~10.8 pairs/s.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,78 +130,3 @@ def format_table(results: list[ThroughputResult], train_batch: int, train_step_s
         ratio = f"{r256.pairs_per_second / need:.1f}x" if r256 else "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
-
-
-def add_bench_parser(bench: argparse._SubParsersAction) -> None:
-    """Register ``unires bench degrade``."""
-    from ..degrade.recipes import RECIPES
-
-    p = bench.add_parser(
-        "degrade",
-        help="degradation throughput (pairs/s) per recipe vs the trainer's consumption",
-    )
-    p.add_argument(
-        "--recipes",
-        default=",".join([*RECIPES, TRAIN_MIX]),
-        help=f"comma-separated recipes ({', '.join(RECIPES)}, {TRAIN_MIX})",
-    )
-    p.add_argument("--sizes", default="256,512", help="crop sides, comma-separated")
-    p.add_argument("--pairs", type=int, default=128, help="timed pairs per recipe and size")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--hq-dir", type=Path, help="read crops from these images (default: procedural)")
-    p.add_argument("--train-batch", type=int, default=TRAIN_BATCH)
-    p.add_argument("--train-step-s", type=float, default=TRAIN_STEP_SECONDS)
-    p.add_argument("--json", type=Path, help="also write the results as JSON")
-    p.set_defaults(func=run_bench_degrade)
-
-
-def run_bench_degrade(args: argparse.Namespace) -> int:
-    """``unires bench degrade``: measure every recipe; 0, or 2 (after one line) for bad arguments."""
-    import sys
-
-    from ..degrade.recipes import RECIPES
-    from ..io import list_images
-    from ..utils import atomic_write_text
-
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    unknown = [r for r in recipes if r not in RECIPES and r != TRAIN_MIX]
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if unknown or not sizes or args.pairs < 1 or args.workers < 0:
-        print(
-            f"unires bench degrade: error: bad recipes {unknown} or sizes {args.sizes!r}",
-            file=sys.stderr,
-        )
-        return 2
-    files = list_images([args.hq_dir]) if args.hq_dir else None
-    if args.hq_dir and not files:
-        print(f"unires bench degrade: error: {args.hq_dir}: no images", file=sys.stderr)
-        return 2
-    results = []
-    for recipe in recipes:
-        for size in sizes:
-            r = measure_throughput(recipe, size, args.pairs, args.workers, args.train_batch, files)
-            print(f"{recipe:>12} @{size}: {r.pairs_per_second:6.1f} pairs/s", flush=True)
-            results.append(r)
-    print(format_table(results, args.train_batch, args.train_step_s))
-    if args.json:
-        rows = [
-            {
-                "recipe": r.recipe,
-                "crop": r.crop,
-                "pairs": r.pairs,
-                "seconds": r.seconds,
-                "pairs_per_second": r.pairs_per_second,
-            }
-            for r in results
-        ]
-        meta = {
-            "workers": args.workers,
-            "train_batch": args.train_batch,
-            "train_step_s": args.train_step_s,
-            "source": str(args.hq_dir or "procedural"),
-        }
-        atomic_write_text(args.json, json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-    return 0

@@ -28,6 +28,7 @@ from ..io import DATASET_SUFFIXES
 from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
 from ..parallel import SINGLE, Processes
+from ..search.auto import auto_weights
 from ..utils import atomic_write_bytes, atomic_write_text, plural
 from ..weights import AUTO_METHODS, Weights, format_weights, one_hot
 from .peers import Peer, available_peers
@@ -145,15 +146,6 @@ def one_hot_method(code: str) -> Method:
     return Method(f"one-hot {code}", "weights", weights=one_hot(code))
 
 
-def load_auto_weights() -> tuple[Callable | None, str]:
-    """``unires.search.auto.auto_weights``, or None and why not (it is optional here)."""
-    try:
-        from ..search.auto import auto_weights
-    except ImportError as e:
-        return None, f"not available (unires.search.auto: {e})"
-    return auto_weights, ""
-
-
 @dataclass
 class RunConfig:
     sets: list[Path]
@@ -190,16 +182,11 @@ def build_methods(cfg: RunConfig, scale: int, peer_cache: dict) -> tuple[list[Me
             unavailable[name] = missing[name].reason
         elif cfg.peers is not None:
             unavailable[name] = f"no such peer at x{scale}"
-    if cfg.auto:
-        auto_fn, why = load_auto_weights()
-        known = AUTO_METHODS
-        for selector in cfg.auto:
-            if auto_fn is None:
-                unavailable[f"auto {selector}"] = why
-            elif selector not in known:
-                unavailable[f"auto {selector}"] = f"unknown selector (have {', '.join(known)})"
-            else:
-                methods.append(Method(f"auto {selector}", "auto", auto=selector))
+    for selector in cfg.auto:
+        if selector in AUTO_METHODS:
+            methods.append(Method(f"auto {selector}", "auto", auto=selector))
+        else:
+            unavailable[f"auto {selector}"] = f"unknown selector (have {', '.join(AUTO_METHODS)})"
     return methods, unavailable
 
 
@@ -304,7 +291,7 @@ def _png_bytes(img: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: int, auto_fn):
+def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: int):
     """(restored image, weights used, evaluations) for one LQ image."""
     if method.kind == "input":
         return lq, None, None
@@ -321,7 +308,7 @@ def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: 
         )
         return out, method.weights, None
     extra = {"downlq_factor": cfg.downlq_factor} if cfg.downlq_factor else {}
-    result = auto_fn(
+    result = auto_weights(
         pipe,
         lq,
         method.auto,
@@ -349,9 +336,7 @@ def read_record(path: Path) -> Record | None:
         return None
 
 
-def run_one(
-    pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics, auto_fn
-) -> Record:
+def run_one(pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics) -> Record:
     """Restore one pair with one method and score it against its gt; the output PNG goes under
     ``cfg.out_dir``. Any failure becomes the record's one-line ``error`` (never raises).
     """
@@ -359,7 +344,7 @@ def run_one(
     output = None
     t0 = time.perf_counter()
     try:
-        out, weights, evaluations = restore_with(method, pipe, lq, cfg, bset.scale, auto_fn)
+        out, weights, evaluations = restore_with(method, pipe, lq, cfg, bset.scale)
     except Exception as e:  # one failing method/image must not stop a long benchmark
         return Record(bset.name, method.name, pair.name, {}, 0.0, error=f"{type(e).__name__}: {e}")
     seconds = time.perf_counter() - t0
@@ -453,25 +438,9 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     procs = processes or SINGLE
     if not procs.is_main:
         log = _silent
-    fingerprint = {
-        "model": cfg.model,
-        "steps": cfg.steps,
-        "seed": cfg.seed,
-        "metric": cfg.metric,
-        "downlq_factor": cfg.downlq_factor,
-    }
-    refused = None
-    if procs.is_main:  # one writer of the fingerprint; every process learns the verdict
-        try:
-            check_fingerprint(cfg.out_dir, fingerprint)
-        except ValueError as e:
-            refused = str(e)
-    refused = procs.broadcast(refused)
-    if refused:
-        raise ValueError(refused)
+    _check_out_dir(cfg, procs)
     metrics = optional_metrics()
     peer_cache: dict = {}
-    auto_fn, _ = load_auto_weights() if cfg.auto else (None, "")
     result = BenchResult(
         config=_config_dict(cfg),
         sets=[],
@@ -482,21 +451,10 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     )
     shared: dict[tuple[str, str, str], Record] = {}  # several processes: every job's record
     if procs.parallel:
-        shared, result.computed, result.reused = _run_shared(
-            pipe, cfg, procs, metrics, peer_cache, auto_fn
-        )
+        shared, result.computed, result.reused = _run_shared(pipe, cfg, procs, metrics, peer_cache)
     for folder in cfg.sets:
         bset = load_set(folder, cfg.limit)
-        result.sets.append(
-            {
-                "name": bset.name,
-                "path": str(bset.path.resolve()),
-                "scale": bset.scale,
-                "recipe": bset.recipe,
-                "size": list(bset.size),
-                "images": [p.name for p in bset.pairs],
-            }
-        )
+        result.sets.append(_set_entry(bset))
         methods, unavailable = build_methods(cfg, bset.scale, peer_cache)
         result.unavailable[bset.name] = unavailable
         for name, why in unavailable.items():
@@ -507,9 +465,7 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
                 if procs.parallel:
                     record = shared[bset.name, method.name, pair.name]
                 else:
-                    record, computed = _record_or_run(
-                        pipe, method, bset, pair, cfg, metrics, auto_fn
-                    )
+                    record, computed = _record_or_run(pipe, method, bset, pair, cfg, metrics)
                     result.computed += computed
                     result.reused += not computed
                 if record.error:
@@ -529,12 +485,49 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     return result
 
 
+def _check_out_dir(cfg: RunConfig, procs: Processes) -> None:
+    """``check_fingerprint`` of ``cfg.out_dir`` by the main process (its one writer); every
+    process learns the verdict.
+
+    Raises:
+        ValueError: the folder holds results made with other settings (on every process).
+    """
+    fingerprint = {
+        "model": cfg.model,
+        "steps": cfg.steps,
+        "seed": cfg.seed,
+        "metric": cfg.metric,
+        "downlq_factor": cfg.downlq_factor,
+    }
+    refused = None
+    if procs.is_main:
+        try:
+            check_fingerprint(cfg.out_dir, fingerprint)
+        except ValueError as e:
+            refused = str(e)
+    refused = procs.broadcast(refused)
+    if refused:
+        raise ValueError(refused)
+
+
+def _set_entry(bset: BenchSet) -> dict:
+    """A set as ``BenchResult.sets`` lists it."""
+    return {
+        "name": bset.name,
+        "path": str(bset.path.resolve()),
+        "scale": bset.scale,
+        "recipe": bset.recipe,
+        "size": list(bset.size),
+        "images": [p.name for p in bset.pairs],
+    }
+
+
 def _silent(*_args, **_kwargs) -> None:
     """``log`` of the processes other than the main one."""
 
 
 def _record_or_run(
-    pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics, auto_fn
+    pipe, method: Method, bset: BenchSet, pair: Pair, cfg: RunConfig, metrics
 ) -> tuple[Record, bool]:
     """(the pair's record, whether it was computed now): read back from ``cfg.out_dir``, or
     restored and scored, and then recorded there unless it failed (failures are retried)."""
@@ -542,14 +535,14 @@ def _record_or_run(
     record = read_record(path)
     if record is not None and not record.error:
         return record, False
-    record = run_one(pipe, method, bset, pair, cfg, metrics, auto_fn)
+    record = run_one(pipe, method, bset, pair, cfg, metrics)
     if not record.error:
         atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
     return record, True
 
 
 def _run_shared(
-    pipe, cfg: RunConfig, procs: Processes, metrics, peer_cache: dict, auto_fn
+    pipe, cfg: RunConfig, procs: Processes, metrics, peer_cache: dict
 ) -> tuple[dict[tuple[str, str, str], Record], int, int]:
     """Several processes: each does its share of every (set, method, image) job, in the
     order ``run_bench`` lists them. Returns, on every process, ({(set, method, image):
@@ -572,7 +565,7 @@ def _run_shared(
     bar = tqdm(total=len(jobs), desc="bench", unit="pair", disable=not procs.is_main)
     with bar, procs.progress(bar, written) as advance:
         for bset, method, pair in procs.share(jobs):
-            record, computed = _record_or_run(pipe, method, bset, pair, cfg, metrics, auto_fn)
+            record, computed = _record_or_run(pipe, method, bset, pair, cfg, metrics)
             done.append(((bset.name, method.name, pair.name), record, computed))
             advance()
         everything = [item for share in procs.gather(done) for item in share]

@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from . import bench, convert, degrade, demo, diversephotos, restore, search, serve, train
-from .common import UsageError
+from .common import CommandError, UsageError
 
-__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CommandError", "UsageError", "build_parser", "main"]
 
 COMMANDS = (restore, demo, search, degrade, diversephotos, train, convert, bench, serve)
 
@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``unires`` command; returns its exit code (0 ok, 1 some inputs failed, 2 usage,
-    130 interrupted). A ``UsageError`` or ``MissingExtra`` becomes one line on stderr.
+    130 interrupted). A ``CommandError`` (``UsageError``: exit 2) or ``MissingExtra`` (exit 2)
+    becomes one line on stderr, ``unires COMMAND: error: ...``: the one place commands fail.
 
     Raises:
-        SystemExit: from argparse (``--help``, bad flags) and from a model that does not load.
+        SystemExit: from argparse (``--help``, bad flags).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (UsageError, MissingExtra) as e:
+    except CommandError as e:
+        print(f"unires {args.command}: error: {e}", file=sys.stderr)
+        return e.code
+    except MissingExtra as e:
         print(f"unires {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,9 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", type=Path, help="also write the result as JSON")
     s.set_defaults(func=run_speed)
 
-    from ..bench.degrade_throughput import add_bench_parser
-
-    add_bench_parser(bench)
+    _add_degrade_parser(bench)
 
     q = bench.add_parser(
         "quality",
@@ -121,12 +119,11 @@ def run_quality(args: argparse.Namespace) -> int:
     """``unires bench quality``: restore degraded centre crops, score them; 0.
 
     Raises:
-        UsageError: an unknown recipe, or --hq-dir is not a folder.
-        SystemExit: code 2, the model does not load.
+        UsageError: an unknown recipe, or --hq-dir is not a folder; or the model does not load.
     """
     from ..bench.quality import RECIPE_TASKS, run_quality_benchmark
     from . import UsageError
-    from .common import load_pipeline_or_exit
+    from .common import load_pipeline
 
     recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
     unknown = [r for r in recipes if r not in RECIPE_TASKS]
@@ -138,7 +135,7 @@ def run_quality(args: argparse.Namespace) -> int:
         from ..extras import require
 
         require("demo", "unires bench quality without --hq-dir (the sample photos)")
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     run_quality_benchmark(
         pipe,
         args.hq_dir,
@@ -258,13 +255,12 @@ def run_bench_command(args: argparse.Namespace) -> int:
     """``unires bench run``: every method on every set, tables and report; 0.
 
     Raises:
-        UsageError: bad weights, sets, peers or output folder.
-        SystemExit: code 2, the model does not load.
+        UsageError: bad weights, sets, peers or output folder; or the model does not load.
     """
     from ..bench.run import RunConfig, expand_set_folders, run_bench
     from ..weights import WeightsError, parse_weights
     from . import UsageError
-    from .common import load_pipeline_or_exit, processes_for
+    from .common import load_pipeline, processes_for
 
     sets = expand_set_folders(args.sets)
     if not sets:
@@ -295,7 +291,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         downlq_factor=args.downlq_factor,
     )
     procs = processes_for(args)  # several: the (set, method, image) jobs are split
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     try:
         result = run_bench(pipe, cfg, processes=procs)
     except ValueError as e:  # a set without pairs, an output folder of another model
@@ -375,13 +371,13 @@ def run_ablations_command(args: argparse.Namespace) -> int:
     """``unires bench ablations``: the paper's Tab. 4 on this model; 0.
 
     Raises:
-        UsageError: bad options, sets or results of another model in the output folder.
-        SystemExit: code 2, a model does not load.
+        UsageError: bad options, sets or results of another model in the output folder; or
+            a model does not load.
     """
     from ..bench.ablations import AblationConfig, run_ablations
     from ..bench.run import expand_set_folders
     from . import UsageError
-    from .common import load_pipeline_or_exit
+    from .common import load_pipeline
 
     sets = expand_set_folders(args.sets)
     if not sets:
@@ -408,12 +404,10 @@ def run_ablations_command(args: argparse.Namespace) -> int:
         fast_proxy_side=_proxy_side(args.proxy_side),
         predictor=args.predictor,
     )
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     sr_only = None
     if args.sr_only_model is not None:
-        sr_only = load_pipeline_or_exit(
-            argparse.Namespace(**{**vars(args), "model": args.sr_only_model})
-        )
+        sr_only = load_pipeline(argparse.Namespace(**{**vars(args), "model": args.sr_only_model}))
     try:
         result = run_ablations(pipe, cfg, sr_only_pipe=sr_only)
     except ValueError as e:
@@ -465,14 +459,13 @@ def run_search_bench(args: argparse.Namespace) -> int:
     """``unires bench search``: weight selectors against the full grid; 0.
 
     Raises:
-        UsageError: an unknown selector or no input images.
-        SystemExit: code 2, the model does not load.
+        UsageError: an unknown selector or no input images; or the model does not load.
     """
     from .. import io
     from ..bench.search import run_search_benchmark
     from ..search.auto import AUTO_METHODS
     from . import UsageError
-    from .common import load_pipeline_or_exit
+    from .common import load_pipeline
 
     selectors = tuple(x.strip() for x in args.selectors.split(",") if x.strip())
     unknown = [x for x in selectors if x not in AUTO_METHODS]
@@ -483,7 +476,7 @@ def run_search_bench(args: argparse.Namespace) -> int:
     files = files[: args.limit] if args.limit else files
     if not files:
         raise UsageError("no input images found" + (f" ({problems[0]})" if problems else ""))
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     sets = None
     if args.sets:
         from ..search.auto import read_weight_sets
@@ -503,4 +496,79 @@ def run_search_bench(args: argparse.Namespace) -> int:
         fast_options={"survivors": args.survivors, "proxy_side": proxy},
     )
     print((args.out / "search.md").read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _add_degrade_parser(bench: argparse._SubParsersAction) -> None:
+    """Register ``unires bench degrade``."""
+    from ..bench.degrade_throughput import TRAIN_BATCH, TRAIN_MIX, TRAIN_STEP_SECONDS
+    from ..degrade.recipes import RECIPES
+
+    p = bench.add_parser(
+        "degrade",
+        help="degradation throughput (pairs/s) per recipe vs the trainer's consumption",
+    )
+    p.add_argument(
+        "--recipes",
+        default=",".join([*RECIPES, TRAIN_MIX]),
+        help=f"comma-separated recipes ({', '.join(RECIPES)}, {TRAIN_MIX})",
+    )
+    p.add_argument("--sizes", default="256,512", help="crop sides, comma-separated")
+    p.add_argument("--pairs", type=int, default=128, help="timed pairs per recipe and size")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--hq-dir", type=Path, help="read crops from these images (default: procedural)")
+    p.add_argument("--train-batch", type=int, default=TRAIN_BATCH)
+    p.add_argument("--train-step-s", type=float, default=TRAIN_STEP_SECONDS)
+    p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.set_defaults(func=run_bench_degrade)
+
+
+def run_bench_degrade(args: argparse.Namespace) -> int:
+    """``unires bench degrade``: measure every recipe; 0.
+
+    Raises:
+        UsageError: unknown recipes, bad sizes, pairs or workers, or --hq-dir without images.
+    """
+    from ..bench.degrade_throughput import TRAIN_MIX, format_table, measure_throughput
+    from ..degrade.recipes import RECIPES
+    from ..io import list_images
+    from ..utils import atomic_write_text
+    from . import UsageError
+
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = [r for r in recipes if r not in RECIPES and r != TRAIN_MIX]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if unknown or not sizes or args.pairs < 1 or args.workers < 0:
+        raise UsageError(f"bad recipes {unknown} or sizes {args.sizes!r}")
+    files = list_images([args.hq_dir]) if args.hq_dir else None
+    if args.hq_dir and not files:
+        raise UsageError(f"{args.hq_dir}: no images")
+    results = []
+    for recipe in recipes:
+        for size in sizes:
+            r = measure_throughput(recipe, size, args.pairs, args.workers, args.train_batch, files)
+            print(f"{recipe:>12} @{size}: {r.pairs_per_second:6.1f} pairs/s", flush=True)
+            results.append(r)
+    print(format_table(results, args.train_batch, args.train_step_s))
+    if args.json:
+        rows = [
+            {
+                "recipe": r.recipe,
+                "crop": r.crop,
+                "pairs": r.pairs,
+                "seconds": r.seconds,
+                "pairs_per_second": r.pairs_per_second,
+            }
+            for r in results
+        ]
+        meta = {
+            "workers": args.workers,
+            "train_batch": args.train_batch,
+            "train_step_s": args.train_step_s,
+            "source": str(args.hq_dir or "procedural"),
+        }
+        atomic_write_text(args.json, json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     return 0

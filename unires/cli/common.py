@@ -1,21 +1,36 @@
 """What the commands share: the usage error, the model arguments, loading the model.
 
-Errors: a command raises ``UsageError`` for bad arguments; ``unires.cli.main`` prints it as one
-line (``unires COMMAND: error: ...``) and exits 2. ``load_pipeline_or_exit`` exits 2 itself.
+Errors: a command raises ``UsageError`` for bad arguments or a model that does not load (exit
+2), ``CommandError`` for work it cannot do (exit 1); ``unires.cli.main`` prints either as one line
+(``unires COMMAND: error: ...``) and returns its exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import first_line
 
-__all__ = ["UsageError", "add_model_arguments", "load_pipeline_or_exit", "tile_settings_from_args"]
+__all__ = [
+    "CommandError",
+    "UsageError",
+    "add_model_arguments",
+    "load_pipeline",
+    "tile_settings_from_args",
+]
 
 
-class UsageError(Exception):
+class CommandError(Exception):
+    """A command that cannot go on: reported on one line, exit code ``code`` (1: its inputs
+    failed)."""
+
+    code = 1
+
+
+class UsageError(CommandError):
     """Bad arguments: reported on one line, exit code 2."""
+
+    code = 2
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,11 +56,11 @@ def tile_settings_from_args(args: argparse.Namespace):
     return TileSettings(latent_tile=args.tile, latent_overlap=args.tile_overlap)
 
 
-def load_pipeline_or_exit(args: argparse.Namespace):
+def load_pipeline(args: argparse.Namespace):
     """Load the model of --model / --device / --dtype.
 
     Raises:
-        SystemExit: code 2, after one line on stderr, for a missing or broken model.
+        UsageError: a missing or broken model (one line, exit 2).
     """
     from ..model.bundle import ModelFolderError
     from ..pipeline import EmbeddedModelMissing, UniResPipeline
@@ -53,8 +68,7 @@ def load_pipeline_or_exit(args: argparse.Namespace):
     try:
         return UniResPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     except (EmbeddedModelMissing, ModelFolderError, OSError, ValueError) as e:
-        print(f"unires {args.command}: error: {first_line(e)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise UsageError(first_line(e)) from None
 
 
 def processes_for(args: argparse.Namespace):
@@ -68,7 +82,6 @@ def processes_for(args: argparse.Namespace):
         MissingExtra: several processes without accelerate (the ``parallel`` extra).
     """
     from ..parallel import processes
-    from . import UsageError
 
     try:
         procs = processes(args.device)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import first_line
 from ..utils import plural
+from .common import UsageError
 
 RECIPE_NAMES = (
     "sr",
@@ -56,16 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _usage_error(message: str) -> int:
-    # Called without ``unires.cli.main`` too (tests): the one line is printed here.
-    print(f"unires degrade: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    """``unires degrade``: 0 all written, 1 some images failed, 2 (after one line) bad arguments."""
+    """``unires degrade``: 0 all written, 1 some images failed.
+
+    Raises:
+        UsageError: bad arguments or config, or no images in HQ_DIR (one line, exit 2).
+    """
     if args.samples == (args.hq_dir is not None):
-        return _usage_error("give HQ_DIR (a folder of clean images) or --samples, not both")
+        raise UsageError("give HQ_DIR (a folder of clean images) or --samples, not both")
     if args.samples:
         import tempfile
 
@@ -84,18 +83,18 @@ def _degrade(args: argparse.Namespace) -> int:
     from ..degrade.writer import write_degraded_set
 
     if not args.hq_dir.is_dir():
-        return _usage_error(f"{args.hq_dir}: not a folder")
+        raise UsageError(f"{args.hq_dir}: not a folder")
     if args.out_dir.resolve() == args.hq_dir.resolve():
-        return _usage_error("OUT_DIR must differ from HQ_DIR (inputs are never overwritten)")
+        raise UsageError("OUT_DIR must differ from HQ_DIR (inputs are never overwritten)")
     scale = 1 if args.scale is None else args.scale
     if scale < 1 or args.per_image < 1 or args.workers < 1:
-        return _usage_error("--scale, --per-image and --workers must be >= 1")
+        raise UsageError("--scale, --per-image and --workers must be >= 1")
     cfg = DegradationConfig()
     if args.config:
         try:
             cfg = load_yaml(DegradationConfig, args.config)
         except (OSError, ConfigError, TypeError, ValueError) as e:
-            return _usage_error(f"{args.config}: {first_line(e)}")
+            raise UsageError(f"{args.config}: {first_line(e)}") from None
 
     def problem(file: str, message: str) -> None:
         print(f"{file}: {message}", file=sys.stderr)
@@ -113,7 +112,7 @@ def _degrade(args: argparse.Namespace) -> int:
     )
     total = report.written + report.skipped + len(report.failed)
     if total == 0:
-        return _usage_error(f"{args.hq_dir}: no images found")
+        raise UsageError(f"{args.hq_dir}: no images found")
     where = f" -> {args.out_dir}" if report.written or report.skipped else ""
     print(
         f"{args.recipe}: {plural(report.written, 'pair')} written, {report.skipped} already "

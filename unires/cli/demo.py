@@ -41,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """``unires demo``: degrade the sample photo and restore it; 0 when written.
 
     Raises:
-        UsageError: --weights that do not parse or do not sum to 1.
-        SystemExit: code 2, the model does not load.
+        UsageError: --weights that do not parse or do not sum to 1; or the model does not load.
     """
     import numpy as np
     import torch
@@ -54,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import atomic_path
     from ..weights import WeightsError, parse_weights
     from . import UsageError
-    from .common import load_pipeline_or_exit
+    from .common import load_pipeline
 
     try:
         weights = parse_weights(args.weights) if args.weights else None
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
     t_load = time.perf_counter()
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     t_load = time.perf_counter() - t_load
     hq = io.to_tensor(demo_photo().astype(np.float32) / 255.0)
     lq, params = run_recipe("complex", hq, args.seed)

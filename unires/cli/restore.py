@@ -13,7 +13,7 @@ from ..weights import AUTO_METHODS
 from .common import (
     add_model_arguments,
     first_line,
-    load_pipeline_or_exit,
+    load_pipeline,
     processes_for,
     tile_settings_from_args,
 )
@@ -97,11 +97,31 @@ def run(args: argparse.Namespace) -> int:
     """``unires restore``: restore every input into the output folder; 0 all done, 1 some failed.
 
     Raises:
-        UsageError: bad weights or options, or an output path that is not a folder.
-        SystemExit: code 2, the model does not load.
+        UsageError: bad weights or options, or an output path that is not a folder; or the
+            model does not load.
     """
-    from .. import io
-    from ..parallel import files_written
+    weights = _checked_weights(args)
+    out_dir = Path(args.output)
+    procs = processes_for(args)
+    n_problems, plan, written = _plan(args, out_dir, procs)
+    if plan is None:
+        return 1
+    done, failed = _restore_jobs(args, plan, procs, weights, written)
+    failed += n_problems + len(plan.errors)
+    if procs.is_main:
+        summary = f"{done} restored, {len(plan.skipped)} skipped, {failed} failed"
+        summary += f"; outputs in {out_dir}" if done else "; nothing written"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+    procs.barrier()
+    return 1 if failed else 0
+
+
+def _checked_weights(args: argparse.Namespace):
+    """The --weights (None: the model's default, or --auto) once every option is checked.
+
+    Raises:
+        UsageError: bad weights or options, or an output path that is not a folder.
+    """
     from ..weights import WeightsError, parse_weights
     from . import UsageError
 
@@ -121,9 +141,18 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    procs = processes_for(args)
-    # The main process lists the batch and plans it; several processes then share the plan
-    # (each output written by exactly one of them) and only the main one reports on it.
+    return weights
+
+
+def _plan(args: argparse.Namespace, out_dir: Path, procs):
+    """The main process lists the batch and plans it (every output named and checked:
+    readable input, format that can hold it, writable folder) and prints what it found; the
+    processes then share the plan, each output written by exactly one of them. Returns (inputs
+    that were not found, the ``io.BatchPlan`` or None when there is nothing to do, the main
+    process's record of the outputs written, for its progress bar, or None)."""
+    from .. import io
+    from ..parallel import files_written
+
     planned, written = None, None
     if procs.is_main:
         inputs, problems = io.collect_batch(args.inputs, recursive=args.recursive, output=out_dir)
@@ -133,8 +162,6 @@ def run(args: argparse.Namespace) -> int:
             print("error: no input images found", file=sys.stderr)
         plan = None
         if inputs:
-            # Every output is named and checked (readable input, format that can hold it,
-            # writable folder) before the first image is restored.
             plan = io.plan_batch(
                 inputs,
                 out_dir,
@@ -152,12 +179,17 @@ def run(args: argparse.Namespace) -> int:
                 written = files_written([job.target for job in plan.jobs])
         planned = (len(problems), plan)
     n_problems, plan = procs.broadcast(planned)
-    if plan is None:
-        return 1
-    failed = 0  # of this process's jobs; the plan's own errors are added at the end
-    done, skipped = 0, len(plan.skipped)
+    return n_problems, plan, written
+
+
+def _restore_jobs(args: argparse.Namespace, plan, procs, weights, written) -> tuple[int, int]:
+    """Restore this process's share of the plan's jobs, one line each; returns the batch's
+    (restored, failed) counts, summed over the processes (the same on all of them)."""
+    from .. import io
+
+    failed, done = 0, 0
     jobs = procs.share(plan.jobs)
-    pipe = load_pipeline_or_exit(args) if jobs else None
+    pipe = load_pipeline(args) if jobs else None
     options = dict(
         steps=args.steps,
         seed=args.seed,
@@ -173,39 +205,36 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(plan.jobs), desc="restoring", unit="img", disable=not shown)
     with bar, procs.progress(bar, written) as advance:
         for job in jobs:
-            path, target = job.source, job.target
             try:
-                t0 = time.perf_counter()
-                loaded = io.read_frames(
-                    path, allow_huge=args.allow_huge, max_frames=args.max_frames
-                )
-                progress = not args.quiet and single and loaded.n_frames == 1
-                outs, chosen = _restore_frames(
-                    pipe, loaded, target, args, weights, options, bar, progress
-                )
-                io.write_frames(target, outs, like=loaded, quality=args.quality)
+                line = _restore_job(pipe, job, args, weights, options, bar, single)
                 done += 1
-                extra = f" ({loaded.n_frames} {'frames' if loaded.animated else 'pages'})"
-                extra = extra if loaded.n_frames > 1 else ""
-                extra += " (replaced the file there)" if job.exists else ""
-                seconds = time.perf_counter() - t0
-                bar.write(f"{path} -> {target}{chosen}{extra} ({seconds:.1f} s)")
+                bar.write(line)
             except io.ImageError as e:
                 failed += 1
                 bar.write(f"error: {e}", file=sys.stderr)
             except (RuntimeError, ValueError) as e:  # e.g. out of memory at the smallest tile
                 failed += 1
-                bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
+                bar.write(f"error: {job.source}: {first_line(e)}", file=sys.stderr)
             advance()
-        # Every process learns the batch's counts: the exit code is the same on all of them.
-        done = procs.total(done)
-        failed = n_problems + len(plan.errors) + procs.total(failed)
-    if procs.is_main:
-        summary = f"{done} restored, {skipped} skipped, {failed} failed"
-        summary += f"; outputs in {out_dir}" if done else "; nothing written"
-        print(summary, file=sys.stderr if failed else sys.stdout)
-    procs.barrier()
-    return 1 if failed else 0
+        return procs.total(done), procs.total(failed)
+
+
+def _restore_job(pipe, job, args, weights, options: dict, bar, single: bool) -> str:
+    """Read one planned input, restore every frame, write its output; returns the line that
+    reports it."""
+    from .. import io
+
+    path, target = job.source, job.target
+    t0 = time.perf_counter()
+    loaded = io.read_frames(path, allow_huge=args.allow_huge, max_frames=args.max_frames)
+    progress = not args.quiet and single and loaded.n_frames == 1
+    outs, chosen = _restore_frames(pipe, loaded, target, args, weights, options, bar, progress)
+    io.write_frames(target, outs, like=loaded, quality=args.quality)
+    extra = f" ({loaded.n_frames} {'frames' if loaded.animated else 'pages'})"
+    extra = extra if loaded.n_frames > 1 else ""
+    extra += " (replaced the file there)" if job.exists else ""
+    seconds = time.perf_counter() - t0
+    return f"{path} -> {target}{chosen}{extra} ({seconds:.1f} s)"
 
 
 def _restore_frames(pipe, loaded, target: Path, args, weights, options: dict, bar, progress):

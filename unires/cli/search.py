@@ -7,14 +7,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from .common import (
     add_model_arguments,
     first_line,
-    load_pipeline_or_exit,
+    load_pipeline,
     processes_for,
     tile_settings_from_args,
 )
@@ -101,14 +103,17 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train_predictor(args: argparse.Namespace) -> int:
     """``unires search --train-predictor DIR``: fit the weight predictor on DIR's search log;
-    0 written, 1 too few records, 2 scikit-learn missing.
+    0 when written.
 
     Raises:
         UsageError: input images given, or DIR is not a folder.
+        MissingExtra: scikit-learn (the ``learn`` extra) is missing (exit 2).
+        CommandError: too few records to fit on (exit 1).
     """
+    from ..extras import MissingExtra
     from ..search.predictor import train_from_search_log
     from ..utils import plural
-    from . import UsageError
+    from . import CommandError, UsageError
 
     if args.inputs:
         raise UsageError("--train-predictor takes no input images")
@@ -119,11 +124,9 @@ def run_train_predictor(args: argparse.Namespace) -> int:
     try:
         predictor, used = train_from_search_log(folder, n_estimators=args.trees, seed=args.seed)
     except ImportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise MissingExtra(str(e)) from None
     except ValueError as e:
-        print(f"error: {first_line(e)}", file=sys.stderr)
-        return 1
+        raise CommandError(first_line(e)) from None
     predictor.save(out)
     print(f"predictor trained on {plural(used, 'image')}: {out}")
     return 0
@@ -131,14 +134,15 @@ def run_train_predictor(args: argparse.Namespace) -> int:
 
 def run_mine(args: argparse.Namespace) -> int:
     """``unires search --mine DIR``: the most frequent optima of DIR's search log, written to
-    ``DIR/frequent_sets.json`` and printed; 0, or 1 without records.
+    ``DIR/frequent_sets.json`` and printed; 0.
 
     Raises:
         UsageError: input images given, --top < 1, or DIR is not a folder.
+        CommandError: DIR has no search records (exit 1).
     """
     from ..search import mine_frequent_sets, read_search_log
     from ..utils import atomic_write_text
-    from . import UsageError
+    from . import CommandError, UsageError
 
     if args.inputs:
         raise UsageError("--mine takes no input images")
@@ -149,8 +153,7 @@ def run_mine(args: argparse.Namespace) -> int:
         raise UsageError(f"{folder}: not a folder")
     records = read_search_log(folder)
     if not records:
-        print(f"error: {folder}: no search results (*.json) found", file=sys.stderr)
-        return 1
+        raise CommandError(f"{folder}: no search results (*.json) found")
     sets = mine_frequent_sets([r["best_weights"] for r in records], args.top)
     payload = {
         "images": len(records),
@@ -194,16 +197,49 @@ def run_search(args: argparse.Namespace) -> int:
     score table and search record (``search.log``) into OUT. 0 all searched, 1 some failed.
 
     Raises:
-        UsageError: bad options, grid or metric, or OUT is a file.
-        SystemExit: code 2, the model does not load.
+        UsageError: bad options, grid or metric, or OUT is a file; or the model does not load.
     """
-    from .. import io
-    from ..bench.plots import draw_tradeoffs
-    from ..metrics.nr import direction, fit_to_size, get_metric, metric_label
-    from ..parallel import SINGLE, files_written
-    from ..pipeline import resolve_device
-    from ..search import search_candidates, search_record, write_search_record
-    from ..weights import WeightsError, format_weights
+    from . import UsageError
+
+    _check_search_options(args)
+    procs = processes_for(args)
+    candidates, metric = _grid_and_metric(args)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: exists and is not a folder")
+    files, problems, names, written = _list_images(args, out_dir, procs)
+    if not files:
+        return 1
+    # Several processes: each searches its share of the images; a grid search on fewer
+    # images than processes splits each image's candidates instead (the main process then
+    # writes and reports every image).
+    by_candidates = procs.parallel and args.method == "grid" and len(files) < procs.count
+    mine = files if by_candidates else procs.share(files)
+    pipe = load_pipeline(args) if mine else None
+    batch = _Batch(
+        args,
+        procs,
+        pipe,
+        candidates,
+        metric,
+        tile_settings_from_args(args),
+        out_dir,
+        files,
+        names,
+        by_candidates=by_candidates,
+        reports=procs.is_main or not by_candidates,
+    )
+    done, failed = _search_images(batch, mine, written)
+    failed += len(problems)
+    if procs.is_main:
+        summary = f"{done} searched, {failed} failed"
+        summary += f"; results in {out_dir}" if done else "; nothing written"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+    procs.barrier()
+    return 1 if failed else 0
+
+
+def _check_search_options(args: argparse.Namespace) -> None:
     from . import UsageError
 
     if not args.inputs or not args.output:
@@ -214,7 +250,16 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("--max-images must be at least 1")
     if args.survivors < 1:
         raise UsageError("--survivors must be at least 1")
-    procs = processes_for(args)
+
+
+def _grid_and_metric(args: argparse.Namespace):
+    """(the candidate weight sets, the no-reference metric) that the options name; a bad grid
+    or metric is a ``UsageError``."""
+    from ..metrics.nr import get_metric
+    from ..pipeline import resolve_device
+    from ..weights import WeightsError
+    from . import UsageError
+
     try:
         candidates = _candidates(args)
         metric = get_metric(args.metric, device=resolve_device(args.device))
@@ -222,9 +267,16 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError(str(e).strip().splitlines()[0]) from None
     if not candidates:
         raise UsageError("the grid has no weight set that sums to 1")
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder")
+    return candidates, metric
+
+
+def _list_images(args: argparse.Namespace, out_dir: Path, procs):
+    """The images to search, listed (and, with several processes, named) once by the main
+    process, which prints the inputs it could not find. Returns (files, problems, {file: its
+    ``_image_path`` or error}, the main process's record of the results written or None)."""
+    from .. import io
+    from ..parallel import files_written
+
     listed, written = None, None
     if procs.is_main:  # listed and named once, by the main process (several: see --help)
         files, problems = io.collect_inputs(args.inputs, recursive=args.recursive)
@@ -240,102 +292,143 @@ def run_search(args: argparse.Namespace) -> int:
             print(f"error: {msg}", file=sys.stderr)
         if not files:
             print("error: no input images found", file=sys.stderr)
-    if not files:
-        return 1
-    # Several processes: each searches its share of the images; a grid search on fewer
-    # images than processes splits each image's candidates instead (the main process then
-    # writes and reports every image).
-    by_candidates = procs.parallel and args.method == "grid" and len(files) < procs.count
-    mine = files if by_candidates else procs.share(files)
-    reports = procs.is_main or not by_candidates
-    pipe = load_pipeline_or_exit(args) if mine else None
-    tiles = tile_settings_from_args(args)
+    return files, problems, names, written
+
+
+@dataclass
+class _Batch:
+    """What the images of one ``unires search`` share."""
+
+    args: argparse.Namespace
+    procs: Any
+    pipe: Any
+    candidates: list
+    metric: Any
+    tiles: Any
+    out_dir: Path
+    files: list[Path]
+    names: dict  # planned result paths (several processes), else empty
+    by_candidates: bool  # the processes split each image's candidates, not the images
+    reports: bool  # this process writes and reports the results
+    used: set[Path] = field(default_factory=set)  # result paths given so far
+
+
+def _search_images(batch: _Batch, mine: list[Path], written) -> tuple[int, int]:
+    """Search the images ``mine`` one after the other, one line each; returns the batch's
+    (searched, failed) counts, summed over the processes (the same on all of them)."""
+    from .. import io
+    from ..parallel import SINGLE
 
     failed, done = 0, 0
-    used: set[Path] = set()
-    shown = not args.quiet and len(files) > 1 and procs.is_main
-    bar = tqdm(total=len(files), desc="images", unit="img", disable=not shown)
+    shown = not batch.args.quiet and len(batch.files) > 1 and batch.procs.is_main
+    bar = tqdm(total=len(batch.files), desc="images", unit="img", disable=not shown)
     # Splitting candidates, every process goes through every image: its own count is the job's.
-    tracker = SINGLE.progress(bar) if by_candidates else procs.progress(bar, written)
+    if batch.by_candidates:
+        tracker = SINGLE.progress(bar)
+    else:
+        tracker = batch.procs.progress(bar, written)
     with bar, tracker as advance:
         for path in mine:
             try:
-                t0 = time.perf_counter()
-                img = io.read_image(path)
-                image_path = names.get(path) or _image_path(path, out_dir, files, used)
-                if isinstance(image_path, Exception):  # planned above: would overwrite an input
-                    raise image_path
-                table_path = image_path.with_suffix(".csv")
-                lq = io.to_tensor(img.rgb)
-                try:
-                    scorer, note = fit_to_size(metric, *_scored_size(lq, args, pipe))
-                except ValueError as e:
-                    raise ValueError(f"{e}; restore it with --weights or --auto average") from None
-                if note and reports:
-                    bar.write(f"note: {path}: {note}", file=sys.stderr)
-                if args.method == "fast":
-                    options = dict(survivors=args.survivors, proxy_side=FAST_PROXY_SIDE)
-                else:
-                    options = dict(
-                        table_path=table_path,
-                        progress=not args.quiet and procs.is_main,
-                        processes=procs if by_candidates else None,
-                    )
-                result = search_candidates(
-                    pipe,
-                    lq,
-                    candidates,
-                    scorer,
-                    args.method,
-                    steps=args.steps,
-                    seed=args.seed,
-                    tiles=tiles,
-                    **options,
-                )
-                if reports:
-                    io.write_image(image_path, io.from_tensor(result.best_image), like=img)
-                    record = search_record(
-                        result,
-                        scorer,
-                        input=path,
-                        metric=args.metric,
-                        method=args.method,
-                        steps=args.steps or pipe.settings.default_steps,
-                        seed=args.seed,
-                        seconds=time.perf_counter() - t0,
-                        image=image_path,
-                        table=table_path if args.method == "grid" else None,
-                        note=note,
-                    )
-                    if args.plots:
-                        plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
-                        label = metric_label(scorer)
-                        title = f"{path.name}: {label} along each pair of tasks (Fig. 11)"
-                        if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
-                            record["plot"] = str(plot)
-                    write_search_record(image_path.with_suffix(".json"), record)
-                    done += 1
-                    weights = format_weights(result.best_weights)
-                    bar.write(
-                        f"{path}: {weights} ({metric_label(scorer)} {record['score']:.4g}, "
-                        f"input {record['q_lq']:.4g}; {direction(scorer)})"
-                    )
+                done += _search_image(batch, path, bar)
             except io.ImageError as e:
-                failed += reports
-                if reports:
+                failed += batch.reports
+                if batch.reports:
                     bar.write(f"error: {e}", file=sys.stderr)
             except (RuntimeError, ValueError) as e:  # e.g. too small for the metric, out of memory
-                failed += reports
-                if reports:
+                failed += batch.reports
+                if batch.reports:
                     bar.write(f"error: {path}: {first_line(e)}", file=sys.stderr)
             advance()
-        done, failed = procs.total(done), len(problems) + procs.total(failed)
-    if procs.is_main:
-        summary = f"{done} searched, {failed} failed"
-        summary += f"; results in {out_dir}" if done else "; nothing written"
-        print(summary, file=sys.stderr if failed else sys.stdout)
-    procs.barrier()
-    return 1 if failed else 0
+        return batch.procs.total(done), batch.procs.total(failed)
+
+
+def _search_image(batch: _Batch, path: Path, bar) -> int:
+    """Search one image's weights; 1 when this process wrote and reported its results."""
+    from .. import io
+    from ..metrics.nr import fit_to_size
+
+    t0 = time.perf_counter()
+    img = io.read_image(path)
+    image_path = batch.names.get(path) or _image_path(path, batch.out_dir, batch.files, batch.used)
+    if isinstance(image_path, Exception):  # planned above: would overwrite an input
+        raise image_path
+    lq = io.to_tensor(img.rgb)
+    try:
+        scorer, note = fit_to_size(batch.metric, *_scored_size(lq, batch.args, batch.pipe))
+    except ValueError as e:
+        raise ValueError(f"{e}; restore it with --weights or --auto average") from None
+    if note and batch.reports:
+        bar.write(f"note: {path}: {note}", file=sys.stderr)
+    result = _search_candidates(batch, lq, scorer, image_path.with_suffix(".csv"))
+    if not batch.reports:
+        return 0
+    _write_results(batch, path, img, image_path, result, scorer, note, t0, bar)
+    return 1
+
+
+def _search_candidates(batch: _Batch, lq, scorer, table_path: Path):
+    """``search.search_candidates`` of one image with the options of the command line."""
+    from ..search import search_candidates
+
+    args = batch.args
+    if args.method == "fast":
+        options = dict(survivors=args.survivors, proxy_side=FAST_PROXY_SIDE)
+    else:
+        options = dict(
+            table_path=table_path,
+            progress=not args.quiet and batch.procs.is_main,
+            processes=batch.procs if batch.by_candidates else None,
+        )
+    return search_candidates(
+        batch.pipe,
+        lq,
+        batch.candidates,
+        scorer,
+        args.method,
+        steps=args.steps,
+        seed=args.seed,
+        tiles=batch.tiles,
+        **options,
+    )
+
+
+def _write_results(batch: _Batch, path, img, image_path: Path, result, scorer, note, t0, bar):
+    """Write one image's best restoration, its search record (and --plots' curves) and print
+    its line."""
+    from .. import io
+    from ..bench.plots import draw_tradeoffs
+    from ..metrics.nr import direction, metric_label
+    from ..search import search_record, write_search_record
+    from ..weights import format_weights
+
+    args = batch.args
+    io.write_image(image_path, io.from_tensor(result.best_image), like=img)
+    record = search_record(
+        result,
+        scorer,
+        input=path,
+        metric=args.metric,
+        method=args.method,
+        steps=args.steps or batch.pipe.settings.default_steps,
+        seed=args.seed,
+        seconds=time.perf_counter() - t0,
+        image=image_path,
+        table=image_path.with_suffix(".csv") if args.method == "grid" else None,
+        note=note,
+    )
+    if args.plots:
+        plot = image_path.with_name(f"{image_path.stem}_tradeoff.png")
+        label = metric_label(scorer)
+        title = f"{path.name}: {label} along each pair of tasks (Fig. 11)"
+        if draw_tradeoffs(result.rows, plot, title=title, metric=scorer):
+            record["plot"] = str(plot)
+    write_search_record(image_path.with_suffix(".json"), record)
+    weights = format_weights(result.best_weights)
+    bar.write(
+        f"{path}: {weights} ({metric_label(scorer)} {record['score']:.4g}, "
+        f"input {record['q_lq']:.4g}; {direction(scorer)})"
+    )
 
 
 def _image_path(path: Path, out_dir: Path, files: list[Path], used: set[Path]) -> Path:

@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 import sys
 
-from .common import add_model_arguments, load_pipeline_or_exit, tile_settings_from_args
+from .common import add_model_arguments, load_pipeline, tile_settings_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     """``unires serve``: the web page, until interrupted; 0.
 
     Raises:
-        UsageError: a port, size limit or queue size out of range.
+        UsageError: a port, size limit or queue size out of range; or the model does not load.
         MissingExtra: Gradio (the ``app`` extra) is not installed.
-        SystemExit: code 2, the model does not load.
+        CommandError: the server does not start, e.g. its port is taken (exit 1).
     """
     from ..extras import require
-    from . import UsageError
+    from . import CommandError, UsageError
 
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             f"warning: listening on {args.host}: anyone who can reach this machine can use it",
             file=sys.stderr,
         )
-    pipe = load_pipeline_or_exit(args)
+    pipe = load_pipeline(args)
     from ..app.server import serve
 
     try:
@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         taken = "Cannot find empty port" in str(e)
         message = f"port {args.port} is in use: choose another with --port" if taken else e
-        print(f"unires serve: error: {message}", file=sys.stderr)
-        return 1
+        raise CommandError(str(message)) from None
     return 0
 
 

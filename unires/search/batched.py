@@ -283,19 +283,3 @@ def restore_candidates(
     sampler = CandidateSampler(pipe, prepared, weight_sets, steps, strength=strength)
     chunks = restore_in_chunks(sampler, color_fix=color_fix, tiles=tiles)
     return torch.cat([images for _, images in chunks]), sampler.evaluations
-
-
-def supports_batching(pipe, lq: torch.Tensor, restore_kwargs: Mapping) -> bool:
-    """Stub pipes (tests), eta > 0 and images that restore_tensor would tile go one at a time."""
-    from ..pipeline import TileSettings
-
-    if not all(hasattr(pipe, a) for a in ("denoiser", "encode", "decode", "prompt_embedding")):
-        return False
-    if restore_kwargs.get("eta", 0.0) != 0.0:
-        return False
-    tiles = restore_kwargs.get("tiles") or TileSettings()
-    if tiles.latent_tile == 0:
-        return True
-    side = max(lq.shape[-2:]) * restore_kwargs.get("scale", 1) / pipe.vae_factor
-    limit = tiles.latent_tile or tiles.max_latent_tile
-    return side <= limit

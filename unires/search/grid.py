@@ -20,7 +20,7 @@ from ..metrics.nr import direction, from_quality
 from ..parallel import SINGLE, Processes
 from ..utils import atomic_write_text
 from ..weights import Weights, unet_evaluations, validate_weights
-from .batched import CandidateSampler, restore_in_chunks, supports_batching
+from .batched import CandidateSampler, restore_in_chunks
 
 SCORE_COLUMN = "score"  # the quality column of tables written without a named metric
 KEY_DECIMALS = 6  # weights equal to 1e-6 are the same candidate (grid values are rounded)
@@ -154,9 +154,10 @@ def grid_search(
     """w* = argmax_{w in Omega} Q(g(x, w)) over ``candidates`` for one image ``lq``.
 
     Every candidate is restored with the same seed, so scores differ only by the weights; a
-    real pipeline restores them in batches (``batched.py``: encodings and the first step
-    shared), others one ``restore_tensor`` call at a time. Candidates already in ``table_path`` are not restored again; with
-    ``return_image`` a best candidate read from the table is restored once more for its image.
+    pipeline that ``batches_candidates`` restores them in batches (``batched.py``: encodings
+    and the first step shared), else one ``restore_tensor`` call at a time. Candidates
+    already in ``table_path`` are not restored again; with ``return_image`` a best candidate
+    read from the table is restored once more for its image.
     ``restore_kwargs`` (scale, color_fix, tiles, ...) go to ``restore_tensor``.
     ``report(fraction, message)`` (optional) follows the progress, e.g. for a web page.
 
@@ -183,11 +184,34 @@ def grid_search(
     restorer = CandidateRestorer(pipe, lq, steps=steps, seed=seed, **restore_kwargs)
 
     scores = {i: known[weights_key(w)] for i, w in enumerate(omega) if weights_key(w) in known}
+    shared = dict(table_path=table_path, progress=progress, report=report)
     if procs.parallel:
-        shared = dict(table_path=table_path, progress=progress, report=report)
         return _grid_search_shared(
             procs, restorer, omega, todo, known, scores, metric, q_lq, t0, return_image, **shared
         )
+    leader = _score_alone(restorer, omega, todo, known, scores, metric, **shared)
+    rows, best_index = _ranked(omega, scores)
+    image = leader.get(best_index)
+    if return_image and image is None:
+        image = restorer.restore_one(rows[best_index].weights)
+    image = image if return_image else None
+    return _search_result(rows, best_index, image, q_lq, len(todo), t0, restorer.evaluations)
+
+
+def _score_alone(
+    restorer: CandidateRestorer,
+    omega: list[Weights],
+    todo: list[int],
+    known: dict[WeightsKey, float],
+    scores: dict[int, float],
+    metric,
+    *,
+    table_path: str | Path | None,
+    progress: bool,
+    report: Callable[[float, str], None] | None,
+) -> dict[int, torch.Tensor]:
+    """``grid_search``'s loop in one process: score the candidates ``todo`` into ``scores``,
+    rewriting the table after every chunk. Returns {index: image} of the current leader."""
     best_image: dict[int, torch.Tensor] = {}
     finished = 0  # counted here: a disabled tqdm bar does not count
     with tqdm(total=len(todo), desc="searching", unit="w", disable=not progress) as bar:
@@ -200,30 +224,52 @@ def grid_search(
             leader = _argmax([scores.get(i, math.nan) for i in range(len(omega))])
             best_image = {i: im for i, im in best_image.items() if i == leader}
             if table_path is not None:
-                done = [
-                    ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores
-                ]
-                write_score_table(table_path, done + _not_visited(known, done), metric)
+                _write_table(table_path, omega, scores, known, metric)
             bar.update(len(rows))
             finished += len(rows)
             if report is not None:
                 report(finished / max(1, len(todo)), f"scored {finished}/{len(todo)} sets")
-    rows_out = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
-    best_index = _argmax([r.score for r in rows_out])  # Eq. 3-4
-    best = rows_out[best_index]
-    image = best_image.get(best_index)
-    if return_image and image is None:
-        image = restorer.restore_one(best.weights)
+    return best_image
+
+
+def _write_table(
+    table_path: str | Path,
+    omega: list[Weights],
+    scores: dict[int, float],
+    known: dict[WeightsKey, float],
+    metric,
+) -> None:
+    """The score table of the candidates scored so far, and the rows this run has not reached."""
+    done = [ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores]
+    write_score_table(table_path, done + _not_visited(known, done), metric)
+
+
+def _ranked(omega: list[Weights], scores: dict[int, float]) -> tuple[list[ScoredCandidate], int]:
+    """Every candidate with its score, in candidate order, and the index of the best (Eq. 3-4)."""
+    rows = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
+    return rows, _argmax([r.score for r in rows])
+
+
+def _search_result(
+    rows: list[ScoredCandidate],
+    best_index: int,
+    image: torch.Tensor | None,
+    q_lq: float,
+    computed: int,
+    t0: float,
+    evaluations: int,
+) -> SearchResult:
+    best = rows[best_index]
     return SearchResult(
         best_weights=best.weights,
         best_score=best.score,
-        best_image=image if return_image else None,
+        best_image=image,
         q_lq=q_lq,
-        rows=rows_out,
-        computed=len(todo),
-        reused=len(omega) - len(todo),
+        rows=rows,
+        computed=computed,
+        reused=len(rows) - computed,
         seconds=time.perf_counter() - t0,
-        evaluations=restorer.evaluations,
+        evaluations=evaluations,
     )
 
 
@@ -243,7 +289,48 @@ def _grid_search_shared(
     progress: bool,
     report: Callable[[float, str], None] | None,
 ) -> SearchResult:
-    """``grid_search``'s loop when several processes split the candidates of one image."""
+    """``grid_search`` when several processes split the candidates of one image: each scores
+    its share, all learn every score, the holder of the best image shares it."""
+    options = dict(table_path=table_path, progress=progress, report=report)
+    mine, leader, error = _score_share(procs, restorer, omega, todo, metric, **options)
+    shares = procs.gather((mine, error, restorer.evaluations))
+    failed = [(r, err) for r, (_, err, _) in enumerate(shares) if err]
+    if failed:  # every process stops on this image; the part tables keep what was scored
+        r, err = failed[0]
+        raise RuntimeError(err if r == procs.index else f"process {r}: {err}")
+    for theirs, _, _ in shares:
+        scores.update(theirs)
+    rows, best_index = _ranked(omega, scores)
+    holder = next((r for r, (theirs, _, _) in enumerate(shares) if best_index in theirs), None)
+    image = None
+    if return_image and holder is not None:  # restored in this call: its own bits
+        own = leader[1] if leader is not None and leader[0] == best_index else None
+        image = procs.broadcast(own, source=holder)
+    if procs.is_main:
+        if table_path is not None:
+            _write_table(table_path, omega, scores, known, metric)
+            _remove_score_parts(table_path)
+        if return_image and image is None:
+            image = restorer.restore_one(rows[best_index].weights)
+    image = image if return_image else None
+    evaluations = sum(n for _, _, n in shares)
+    return _search_result(rows, best_index, image, q_lq, len(todo), t0, evaluations)
+
+
+def _score_share(
+    procs: Processes,
+    restorer: CandidateRestorer,
+    omega: list[Weights],
+    todo: list[int],
+    metric,
+    *,
+    table_path: str | Path | None,
+    progress: bool,
+    report: Callable[[float, str], None] | None,
+) -> tuple[dict[int, float], tuple[int, torch.Tensor] | None, str | None]:
+    """This process's share of the candidates ``todo``, scored, its part table rewritten after
+    every chunk. Returns ({index: score}, (index, image) of its best or None, the error that
+    stopped it or None)."""
     part = score_part_path(table_path, procs.index) if table_path is not None else None
     mine: dict[int, float] = {}  # scored by this process in this call
     leader: tuple[int, torch.Tensor] | None = None  # its best candidate and image
@@ -276,39 +363,7 @@ def _grid_search_shared(
                     report(n / max(1, len(todo)), f"scored {n}/{len(todo)} sets")
         except (RuntimeError, ValueError) as e:  # e.g. out of memory on one GPU
             error = str(e).strip() or type(e).__name__
-    shares = procs.gather((mine, error, restorer.evaluations))
-    failed = [(r, err) for r, (_, err, _) in enumerate(shares) if err]
-    if failed:  # every process stops on this image; the part tables keep what was scored
-        r, err = failed[0]
-        raise RuntimeError(err if r == procs.index else f"process {r}: {err}")
-    for theirs, _, _ in shares:
-        scores.update(theirs)
-    rows_out = [ScoredCandidate(w, scores[i]) for i, w in enumerate(omega)]
-    best_index = _argmax([r.score for r in rows_out])  # Eq. 3-4
-    best = rows_out[best_index]
-    holder = next((r for r, (theirs, _, _) in enumerate(shares) if best_index in theirs), None)
-    image = None
-    if return_image and holder is not None:  # restored in this call: its own bits
-        own = leader[1] if leader is not None and leader[0] == best_index else None
-        image = procs.broadcast(own, source=holder)
-    if procs.is_main:
-        if table_path is not None:
-            done = [ScoredCandidate(omega[i], scores[i]) for i in range(len(omega)) if i in scores]
-            write_score_table(table_path, done + _not_visited(known, done), metric)
-            _remove_score_parts(table_path)
-        if return_image and image is None:
-            image = restorer.restore_one(best.weights)
-    return SearchResult(
-        best_weights=best.weights,
-        best_score=best.score,
-        best_image=image if return_image else None,
-        q_lq=q_lq,
-        rows=rows_out,
-        computed=len(todo),
-        reused=len(omega) - len(todo),
-        seconds=time.perf_counter() - t0,
-        evaluations=sum(n for _, _, n in shares),
-    )
+    return mine, leader, error
 
 
 def score_part_path(table_path: str | Path, index: int) -> Path:
@@ -356,13 +411,14 @@ def _argmax(scores: Sequence[float]) -> int:
 
 
 class CandidateRestorer:
-    """Restorations of one image for many weight sets: batched (``batched.py``) on a real
-    pipeline, one ``restore_tensor`` call per set otherwise (stub pipes, eta > 0, tiling).
+    """Restorations of one image for many weight sets: batched (``batched.py``) when the
+    pipeline ``batches_candidates``, one ``restore_tensor`` call per set otherwise (eta > 0,
+    tiling).
     ``evaluations`` counts the UNet evaluations spent."""
 
     def __init__(self, pipe, lq: torch.Tensor, *, steps: int | None, seed: int, **kwargs):
         self.pipe, self.lq, self.steps, self.seed, self.kwargs = pipe, lq, steps, seed, kwargs
-        self.batched = supports_batching(pipe, lq, kwargs)
+        self.batched = pipe.batches_candidates(lq, kwargs)
         self.evaluations = 0
         self._prepared = None
 
@@ -376,7 +432,7 @@ class CandidateRestorer:
             for i in range(index, len(omega), count):
                 yield [i], self.restore_one(omega[i])
             return
-        steps = self.steps or _default_steps(self.pipe)
+        steps = self.steps or self.pipe.settings.default_steps
         sampler = CandidateSampler(
             self.pipe, self.prepared(), omega, steps, strength=self.kwargs.get("strength", 1.0)
         )
@@ -389,7 +445,7 @@ class CandidateRestorer:
 
     def restore_one(self, weights: Weights) -> torch.Tensor:
         """Restore one candidate on its own (1, 3, H, W); counts its UNet evaluations."""
-        steps = self.steps or _default_steps(self.pipe)
+        steps = self.steps or self.pipe.settings.default_steps
         self.evaluations += unet_evaluations(weights, steps)
         return self.pipe.restore_tensor(
             self.lq, weights, steps=self.steps, seed=self.seed, **self.kwargs
@@ -406,11 +462,6 @@ class CandidateRestorer:
 
     def _decode_kwargs(self) -> dict:
         return {k: self.kwargs[k] for k in ("color_fix", "tiles") if k in self.kwargs}
-
-
-def _default_steps(pipe) -> int:
-    settings = getattr(pipe, "settings", None)
-    return getattr(settings, "default_steps", 1)
 
 
 def _not_visited(
