@@ -243,3 +243,14 @@ def test_train_export_without_a_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(config), "--export"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no checkpoint to export: train first" in err and "\n" not in err
+
+
+def test_a_command_error_is_one_line_with_its_exit_code(tmp_path, capsys):
+    assert main(["search", "--mine", str(tmp_path)]) == 1  # a CommandError: exit 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"unires search: error: {tmp_path}: no search results (*.json) found"
+    assert main(["search", "--mine", str(tmp_path / "nope")]) == 2  # a UsageError: exit 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"unires search: error: {tmp_path / 'nope'}: not a folder"
+    )
