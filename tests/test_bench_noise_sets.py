@@ -97,7 +97,7 @@ def test_quality_benchmark_runs_the_new_noise_sets(tiny_model_dir, tmp_path):
 
 def test_quality_benchmark_scores_the_models_defaults_on_the_complex_set(tiny_model_dir, tmp_path):
     """The complex set's first UniRes row is what `unires restore photo.jpg` does with no
-    options (the folder's default_weights); the paper's sets follow unless they are the same."""
+    options (the folder's default_weights); the paper's sets follow."""
     from unires.model.bundle import load_model, save_model
 
     comps = load_model(tiny_model_dir)

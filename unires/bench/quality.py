@@ -146,12 +146,12 @@ def run_quality_benchmark(
         if task is not None:
             methods[f"one-hot {task}"] = {task: 1.0}
         else:
-            # What `unires restore photo.jpg` does with no options, then the paper's sets.
+            # What `unires restore photo.jpg` does with no options, then the paper's sets
+            # (always listed, so tables of different models line up).
             defaults = dict(pipe.settings.default_weights)
             methods[f"defaults ({format_weights(defaults)})"] = defaults
             for name, w in PAPER_SETS.items():
-                if w != defaults:
-                    methods[f"{name} ({format_weights(w)})"] = w
+                methods[f"{name} ({format_weights(w)})"] = w
         methods.update(_peers(recipe, peers, log))
         for method, how in methods.items():
             scores, ssims, niqes, secs = [], [], [], 0.0
