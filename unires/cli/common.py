@@ -8,6 +8,7 @@ Errors: a command raises ``UsageError`` for bad arguments or a model that does n
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import first_line
 
@@ -91,3 +92,17 @@ def processes_for(args: argparse.Namespace):
     if not procs.is_main and hasattr(args, "quiet"):
         args.quiet = True
     return procs
+
+
+def finish_batch(procs, counts: str, failed: int, where: str | None) -> int:
+    """Print a batch command's summary once (the main process), wait for every process and
+    return the exit code all of them share: 1 if any file failed anywhere, else 0.
+
+    ``counts``: e.g. "3 restored, 1 failed"; ``where``: "outputs in DIR", or None when
+    nothing was written. The summary goes to stderr when something failed.
+    """
+    if procs.is_main:
+        summary = f"{counts}; {where}" if where else f"{counts}; nothing written"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+    procs.barrier()
+    return 1 if failed else 0

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from ..weights import AUTO_METHODS
 from .common import (
     add_model_arguments,
+    finish_batch,
     first_line,
     load_pipeline,
     processes_for,
@@ -108,12 +109,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     done, failed = _restore_jobs(args, plan, procs, weights, written)
     failed += n_problems + len(plan.errors)
-    if procs.is_main:
-        summary = f"{done} restored, {len(plan.skipped)} skipped, {failed} failed"
-        summary += f"; outputs in {out_dir}" if done else "; nothing written"
-        print(summary, file=sys.stderr if failed else sys.stdout)
-    procs.barrier()
-    return 1 if failed else 0
+    counts = f"{done} restored, {len(plan.skipped)} skipped, {failed} failed"
+    return finish_batch(procs, counts, failed, f"outputs in {out_dir}" if done else None)
 
 
 def _checked_weights(args: argparse.Namespace):

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .common import (
     add_model_arguments,
+    finish_batch,
     first_line,
     load_pipeline,
     processes_for,
@@ -231,12 +232,8 @@ def run_search(args: argparse.Namespace) -> int:
     )
     done, failed = _search_images(batch, mine, written)
     failed += len(problems)
-    if procs.is_main:
-        summary = f"{done} searched, {failed} failed"
-        summary += f"; results in {out_dir}" if done else "; nothing written"
-        print(summary, file=sys.stderr if failed else sys.stdout)
-    procs.barrier()
-    return 1 if failed else 0
+    counts = f"{done} searched, {failed} failed"
+    return finish_batch(procs, counts, failed, f"results in {out_dir}" if done else None)
 
 
 def _check_search_options(args: argparse.Namespace) -> None:
