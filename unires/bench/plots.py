@@ -59,6 +59,21 @@ def _nice_range(values: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+def _canvas(size: tuple[int, int], title: str, left: int):
+    """A white chart image of ``size`` (w, h) pixels with ``title`` at the top left."""
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    _text(draw, (left, 8), title)
+    return img, draw
+
+
+def _save_empty(img, draw, path: Path, at: tuple[int, int]) -> Path:
+    """Write a chart that has nothing to plot: "no values" at ``at``."""
+    _text(draw, at, "no values")
+    img.save(path)
+    return path
+
+
 def bar_chart(
     path: Path, title: str, groups: list[str], series: list[str], values: dict[tuple, float]
 ) -> Path:
@@ -70,13 +85,9 @@ def bar_chart(
     per_group = 12 * max(1, len(series)) + 24  # 12-pixel bars: 20 methods x 6 sets fit
     width, height, left, bottom, top = max(420, 80 + per_group * len(groups)), 380, 60, 40, 30
     img_h = max(height, top + 14 * len(series) + 10)  # the legend sits to the right
-    img = Image.new("RGB", (width + 220, img_h), "white")
-    draw = ImageDraw.Draw(img)
-    _text(draw, (left, 8), title)
+    img, draw = _canvas((width + 220, img_h), title, left)
     if not finite:
-        _text(draw, (left, top + 20), "no values")
-        img.save(path)
-        return path
+        return _save_empty(img, draw, path, (left, top + 20))
     lo, hi = _nice_range(finite)
     plot_h = height - top - bottom
 
@@ -116,13 +127,9 @@ def scatter_chart(
     """Labelled points (label, x, y) with a log10 x axis (seconds span 1000x)."""
     pts = [(lab, x, y) for lab, x, y in points if x > 0 and math.isfinite(x) and math.isfinite(y)]
     width, height, left, bottom, top = 640, 400, 60, 40, 30
-    img = Image.new("RGB", (width + 240, max(height, top + 14 * len(points) + 10)), "white")
-    draw = ImageDraw.Draw(img)
-    _text(draw, (left, 8), title)
+    img, draw = _canvas((width + 240, max(height, top + 14 * len(points) + 10)), title, left)
     if not pts:
-        _text(draw, (left, top + 20), "no values")
-        img.save(path)
-        return path
+        return _save_empty(img, draw, path, (left, top + 20))
     xlo, xhi = _nice_range([math.log10(x) for _, x, _ in pts])
     ylo, yhi = _nice_range([y for _, _, y in pts])
 
