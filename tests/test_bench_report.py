@@ -60,7 +60,9 @@ def check_page(index: Path) -> Checker:
 class IdentityPipe:
     """Stands in for a model: returns the (upscaled) input."""
 
-    def restore_tensor(self, lq, weights, *, steps=None, seed=0, scale=1, downlq_factor=None):
+    def restore_tensor(
+        self, lq, weights, *, steps=None, seed=0, scale=1, downlq_factor=None, ensemble=1
+    ):
         if scale != 1:
             lq = torch.nn.functional.interpolate(lq, scale_factor=scale, mode="nearest")
         return lq.clamp(0, 1)

@@ -80,6 +80,22 @@ def test_an_unknown_auto_selector_is_reported_not_run(tmp_path):
     assert unavailable["auto magic"].startswith("unknown selector")
 
 
+def test_ensemble_methods_are_named_apart(tmp_path):
+    """With --ensemble the model's rows (and their resumable records) carry its size."""
+    cfg = RunConfig(
+        sets=[],
+        out_dir=tmp_path,
+        peers=["unsharp-mask"],
+        one_hot=["dn"],
+        auto=["fast"],
+        ensemble=8,
+    )
+    methods, _ = build_methods(cfg, 1, {})
+    names = [m.name for m in methods]
+    assert names == ["LQ", "one-hot dn, x8 ensemble", "unsharp-mask", "auto fast, x8 ensemble"]
+    assert len({m.slug for m in methods}) == len(methods)
+
+
 def _bench_args(model, sets, out, *extra):
     return [
         "bench",

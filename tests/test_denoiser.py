@@ -155,3 +155,43 @@ def test_network_helpers_for_every_backbone():
     wrapped.module = naf
     d = Denoiser(wrapped, default_scheduler_config(), UniResSettings())
     assert d.downsample_factor == 8 and d.activation_channels() == naf.activation_channels()
+
+
+# ---- the self-ensemble ----------------------------------------------------------------------
+
+
+class CornerNet(torch.nn.Module):
+    """Not equivariant: adds the input's top-left value of channel 0 to every output pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # the denoiser reads the dtype
+
+    def forward(self, x, t, encoder_hidden_states):
+        c = x.shape[1] // 2
+        return SimpleNamespace(sample=x[:, :c] + x[:, :1, :1, :1])
+
+
+def test_self_ensemble_undoes_each_transform_and_averages():
+    """A per-pixel network commutes with flips and turns, so any ensemble gives its output;
+    a network that reads one corner sees a different corner under each transform, and the
+    ensemble is the mean over the corners it saw."""
+    x_t, cond = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    ctx, t = torch.randn(2, 4, 16), torch.tensor([999, 999])
+    plain = _denoiser()
+    for n in (2, 4, 8):
+        ensembled = plain.with_ensemble(n)(x_t, t, cond, ctx)
+        torch.testing.assert_close(ensembled, plain(x_t, t, cond, ctx))
+    net = CornerNet()
+    d = Denoiser(net, default_scheduler_config(), UniResSettings())
+    corners = x_t[:, 0, [0, 0, -1, -1], [0, -1, -1, 0]]  # (B, 4): all four corners
+    for n, seen in ((2, corners[:, :2]), (4, corners), (8, corners)):
+        out = d.with_ensemble(n)(x_t, t, cond, ctx)
+        torch.testing.assert_close(out, x_t + seen.mean(dim=1)[:, None, None, None])
+    assert d.ensemble == 1  # with_ensemble leaves the original as it was
+
+
+@pytest.mark.parametrize("n", [0, 3, 16])
+def test_self_ensemble_size_is_checked(n):
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        _denoiser().with_ensemble(n)

@@ -151,3 +151,18 @@ def test_saved_model_folder_uses_safetensors(tiny_model_dir, tmp_path):
     files = {p.name for p in (tmp_path / "m").rglob("*") if p.is_file()}
     assert "diffusion_pytorch_model.safetensors" in files
     assert not any(name.endswith(".bin") for name in files)
+
+
+def test_self_ensemble_restores_at_the_same_size_and_is_checked(tiny_pipe):
+    """Flips and quarter turns of a non-square, padded image come back in place; the random
+    tiny network is not equivariant, so the ensemble changes the output."""
+    x = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(0))
+    plain = tiny_pipe.restore_tensor(x, W, steps=2)
+    for n in (2, 8):
+        out = tiny_pipe.restore_tensor(x, W, steps=2, ensemble=n)
+        assert out.shape == plain.shape
+        assert not torch.equal(out, plain)
+        assert (out - plain).abs().mean() < 0.2  # the same image, averaged differently
+    assert not tiny_pipe.batches_candidates(x, {"ensemble": 8})  # the search's fast path
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        tiny_pipe.restore_tensor(x, W, steps=2, ensemble=3)

@@ -44,6 +44,16 @@ def test_restore_auto_frequent_and_average(tiny_model_dir, tmp_path, capsys):
     record = json.loads((out / "a.weights.json").read_text())
     assert validate_weights(record["weights"]) and record["evaluations"] == 6
 
+    # --ensemble: the search scores without it, the chosen weights are restored with it.
+    ens = [str(src), "-o", str(tmp_path / "ens"), "--steps", "1", "-q", *_model(tiny_model_dir)]
+    assert main(["restore", *ens, "--auto", "average", "--ensemble", "2"]) == 0
+    ens_record = json.loads((tmp_path / "ens" / "a.weights.json").read_text())
+    assert ens_record["ensemble"] == 2 and ens_record["weights"] == record["weights"]
+    assert (
+        np.asarray(Image.open(tmp_path / "ens" / "a.png")).tobytes()
+        != np.asarray(Image.open(out / "a.png")).tobytes()
+    )
+
 
 def test_restore_auto_fast_on_a_small_image(tiny_model_dir, tmp_path, capsys):
     """``unires restore small128.png -o out --auto fast`` exits 0: NIQE scored with smaller

@@ -356,8 +356,8 @@ class UniResPipeline:
     def batches_candidates(self, lq: torch.Tensor, restore_kwargs: Mapping) -> bool:
         """Whether a search may restore many weight sets of ``lq`` together
         (``search.batched``: the same images as ``restore_tensor`` one set at a time). Not
-        with eta > 0, nor for an image that ``restore_tensor`` would tile."""
-        if restore_kwargs.get("eta", 0.0) != 0.0:
+        with eta > 0 or a self-ensemble, nor for an image that ``restore_tensor`` would tile."""
+        if restore_kwargs.get("eta", 0.0) != 0.0 or restore_kwargs.get("ensemble", 1) != 1:
             return False
         tiles = restore_kwargs.get("tiles") or TileSettings()
         if tiles.latent_tile == 0:
@@ -379,19 +379,23 @@ class UniResPipeline:
         tiles: TileSettings | None = None,
         eta: float = 0.0,
         strength: float = 1.0,
+        ensemble: int = 1,
         progress: bool = False,
     ) -> torch.Tensor:
         """Restore B x 3 x H x W images in [0, 1]; returns B x 3 x (scale*H) x (scale*W).
 
         ``strength`` 1 samples from pure noise (the paper); below 1 sampling starts from the
-        LQ latent noised part-way (more fidelity, less generated detail).
+        LQ latent noised part-way (more fidelity, less generated detail). ``ensemble`` 2, 4
+        or 8: each network call averaged over that many flips and turns of its input
+        (``Denoiser.with_ensemble``; EDSR's self-ensemble), at that many times the cost.
 
         Raises:
             ValueError: ``strength`` outside (0, 1]; weights that ``validate_weights`` rejects
-                (``WeightsError``); a ``scale`` other than 1 or 4.
+                (``WeightsError``); a ``scale`` other than 1 or 4; ``ensemble`` not 1, 2, 4, 8.
         """
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
+        denoiser = self.denoiser.with_ensemble(ensemble)
         weights = validate_weights(weights or self.settings.default_weights)
         active = active_weights(weights)
         steps = steps or self.settings.default_steps
@@ -404,7 +408,7 @@ class UniResPipeline:
         z_lq = prep.z_lq
         per_task = {k: prep.cond[get_task(k).condition] for k in active}
         embeds = {k: self.prompt_embedding(k) for k in active}
-        mixture = TaskMixture(self.denoiser, per_task, embeds, active)
+        mixture = TaskMixture(denoiser, per_task, embeds, active)
         align = self.pad_multiple // self.vae_factor
 
         def sample(latent_tile: int) -> torch.Tensor:

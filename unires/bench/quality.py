@@ -102,6 +102,22 @@ def _peers(recipe: str, peers: dict[str, Peer], log) -> dict[str, Peer]:
     return chosen
 
 
+def _model_methods(recipe: str, pipe, ensemble: int) -> dict[str, dict[str, float]]:
+    """{row name: weights} of the model's rows for ``recipe``: the matching task alone, or on
+    `complex` the model's defaults (what `unires restore photo.jpg` does with no options),
+    then the paper's sets (always listed, so tables of different models line up)."""
+    task = RECIPE_TASKS[recipe]
+    if task is not None:
+        methods = {f"one-hot {task}": {task: 1.0}}
+    else:
+        defaults = dict(pipe.settings.default_weights)
+        methods = {f"defaults ({format_weights(defaults)})": defaults}
+        methods.update({f"{name} ({format_weights(w)})": w for name, w in PAPER_SETS.items()})
+    if ensemble > 1:
+        methods = {f"{name}, x{ensemble} ensemble": w for name, w in methods.items()}
+    return methods
+
+
 def _niqe_or_nan(niqe: NIQE, image: torch.Tensor) -> float:
     try:
         return float(niqe.score(image))
@@ -120,10 +136,13 @@ def run_quality_benchmark(
     steps: int | None = None,
     seed: int = 0,
     strength: float = 1.0,
+    ensemble: int = 1,
     log=print,
 ) -> list[QualityRow]:
     """Degrade centre crops of ``hq_dir`` (None: scikit-image's sample photos) with each
-    recipe, restore them with UniRes and the peers that suit, write quality.md/json."""
+    recipe, restore them with UniRes and the peers that suit, write quality.md/json.
+    ``ensemble`` > 1: UniRes's rows use that self-ensemble (``Denoiser.with_ensemble``) and
+    say so in their names."""
     out_dir = Path(out_dir)
     if hq_dir is None:
         log(f"no --hq-dir: scikit-image's sample photos ({', '.join(SAMPLE_NAMES)})")
@@ -141,17 +160,7 @@ def run_quality_benchmark(
         set_dir = out_dir / "sets" / recipe
         write_degraded_set(crops, set_dir, recipe, seed=seed)
         pairs = sorted((set_dir / "lq").glob("*.png"))
-        methods: dict[str, object] = {"LQ": None}
-        task = RECIPE_TASKS[recipe]
-        if task is not None:
-            methods[f"one-hot {task}"] = {task: 1.0}
-        else:
-            # What `unires restore photo.jpg` does with no options, then the paper's sets
-            # (always listed, so tables of different models line up).
-            defaults = dict(pipe.settings.default_weights)
-            methods[f"defaults ({format_weights(defaults)})"] = defaults
-            for name, w in PAPER_SETS.items():
-                methods[f"{name} ({format_weights(w)})"] = w
+        methods = {"LQ": None, **_model_methods(recipe, pipe, ensemble)}
         methods.update(_peers(recipe, peers, log))
         for method, how in methods.items():
             scores, ssims, niqes, secs = [], [], [], 0.0
@@ -163,7 +172,9 @@ def run_quality_benchmark(
                 elif callable(how):
                     out = how(lq)
                 else:
-                    out = pipe.restore_tensor(lq, how, steps=steps, seed=seed, strength=strength)
+                    out = pipe.restore_tensor(
+                        lq, how, steps=steps, seed=seed, strength=strength, ensemble=ensemble
+                    )
                 secs += time.perf_counter() - t0
                 scores.append(float(psnr(out, gt)))
                 ssims.append(float(ssim(out, gt)))

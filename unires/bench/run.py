@@ -18,7 +18,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +161,7 @@ class RunConfig:
     seed: int = 0
     limit: int | None = None
     downlq_factor: int | None = None
+    ensemble: int = 1  # the model's methods with an N-transform self-ensemble (Denoiser)
 
 
 def build_methods(cfg: RunConfig, scale: int, peer_cache: dict) -> tuple[list[Method], dict]:
@@ -187,6 +188,12 @@ def build_methods(cfg: RunConfig, scale: int, peer_cache: dict) -> tuple[list[Me
             methods.append(Method(f"auto {selector}", "auto", auto=selector))
         else:
             unavailable[f"auto {selector}"] = f"unknown selector (have {', '.join(AUTO_METHODS)})"
+    if cfg.ensemble > 1:  # named apart, so their records and rows never mix with plain ones
+        suffix = f", x{cfg.ensemble} ensemble"
+        methods = [
+            replace(m, name=m.name + suffix) if m.kind in ("weights", "auto") else m
+            for m in methods
+        ]
     return methods, unavailable
 
 
@@ -305,9 +312,11 @@ def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: 
             seed=cfg.seed,
             scale=scale,
             downlq_factor=cfg.downlq_factor,
+            ensemble=cfg.ensemble,
         )
         return out, method.weights, None
     extra = {"downlq_factor": cfg.downlq_factor} if cfg.downlq_factor else {}
+    extra["ensemble"] = cfg.ensemble  # the search scores without it, the image has it
     result = auto_weights(
         pipe,
         lq,
@@ -320,7 +329,9 @@ def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: 
     )
     image = result.image
     if image is None:
-        image = pipe.restore_tensor(lq, result.weights, steps=cfg.steps, seed=cfg.seed, scale=scale)
+        image = pipe.restore_tensor(
+            lq, result.weights, steps=cfg.steps, seed=cfg.seed, scale=scale, **extra
+        )
     return image, dict(result.weights), int(getattr(result, "evaluations", 0) or 0)
 
 

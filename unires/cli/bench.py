@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import add_ensemble_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``unires bench`` and its sub-commands."""
@@ -54,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
     q.add_argument("--seed", type=int, default=0, help="seed of the degradations and the sampler")
     q.add_argument("--strength", type=float, default=1.0, help="see unires restore --strength")
+    add_ensemble_argument(q)
     q.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
@@ -146,6 +149,7 @@ def run_quality(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         strength=args.strength,
+        ensemble=args.ensemble,
     )
     print(f"table: {args.out / 'quality.md'}")
     return 0
@@ -240,6 +244,7 @@ def add_run_parser(bench: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--no-lq", action="store_true", help="leave out the LQ (input) row")
     r.add_argument("--downlq-factor", type=int, default=None, help="default: the model's")
+    add_ensemble_argument(r)
     r.set_defaults(func=run_bench_command)
 
 
@@ -289,6 +294,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         limit=args.limit,
         downlq_factor=args.downlq_factor,
+        ensemble=args.ensemble,
     )
     procs = processes_for(args)  # several: the (set, method, image) jobs are split
     pipe = load_pipeline(args)

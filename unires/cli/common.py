@@ -15,6 +15,7 @@ from ..errors import first_line
 __all__ = [
     "CommandError",
     "UsageError",
+    "add_ensemble_argument",
     "add_model_arguments",
     "load_pipeline",
     "tile_settings_from_args",
@@ -48,6 +49,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         help="latent tile side for large images (default: from free memory; 0: never tile)",
     )
     g.add_argument("--tile-overlap", type=int, default=16, metavar="N", help="latent overlap")
+
+
+def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
+    """Add --ensemble N (the geometric self-ensemble, ``Denoiser.with_ensemble``) to ``p``."""
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=(1, 2, 4, 8),  # model.denoiser.ENSEMBLE_SIZES, without importing torch here
+        default=1,
+        metavar="N",
+        help="average each network call over N flips/turns of the image (1, 2, 4, 8; EDSR's "
+        "self-ensemble): higher PSNR at N times the network cost (default 1)",
+    )
 
 
 def tile_settings_from_args(args: argparse.Namespace):

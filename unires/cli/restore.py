@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..weights import AUTO_METHODS
 from .common import (
+    add_ensemble_argument,
     add_model_arguments,
     finish_batch,
     first_line,
@@ -61,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scale", type=int, choices=(1, 4), default=1, help="output scale")
     p.add_argument("--downlq-factor", type=int, default=None, help="DownLQ factor (default 4)")
+    add_ensemble_argument(p)
     p.add_argument(
         "--color-fix", choices=("adain", "wavelet", "none"), default="adain", help="colour fix"
     )
@@ -195,6 +197,7 @@ def _restore_jobs(args: argparse.Namespace, plan, procs, weights, written) -> tu
         color_fix=args.color_fix,
         downlq_factor=args.downlq_factor,
         tiles=tile_settings_from_args(args),
+        ensemble=args.ensemble,
     )
     single = len(plan.jobs) == 1
     # One bar for the whole batch, on the main process (several: it counts the outputs).
@@ -314,6 +317,8 @@ def _restore_auto(pipe, lq, target: Path, args, options: dict, bar, path: Path):
         "evaluations": result.evaluations,
         "seconds": round(result.seconds, 3),
     }
+    if opts.get("ensemble", 1) > 1:  # the candidates were scored without it, this image with it
+        record["ensemble"] = opts["ensemble"]
     if result.note:
         record["note"] = result.note
     sidecar = target.with_name(f"{target.stem}.weights.json")

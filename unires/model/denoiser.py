@@ -16,6 +16,7 @@ against the same base z_LQ so Eq. 2 stays a mixture of predictions of one variab
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,19 @@ if TYPE_CHECKING:
     from .bundle import UniResSettings
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# The dihedral transforms of the self-ensemble as (quarter turns, horizontal flip), ordered
+# so that the first 2 and the first 4 keep the image's height and width.
+DIHEDRAL = (
+    (0, False),
+    (0, True),
+    (2, False),
+    (2, True),
+    (1, False),
+    (1, True),
+    (3, False),
+    (3, True),
+)
+ENSEMBLE_SIZES = (1, 2, 4, 8)
 LOSS_WEIGHTINGS = ("none", "target_energy")
 
 
@@ -74,11 +88,25 @@ class Denoiser:
     ``scheduler_config``: the model folder's DDIM config (its ``prediction_type`` is what the
     network outputs: "epsilon", "v_prediction" or "sample"). ``settings``: the folder's
     ``UniResSettings`` (diffused variable, residual scale, condition statistics).
+    ``ensemble``: 1, or 2, 4 or 8 for the geometric self-ensemble at inference
+    (``with_ensemble``).
+
+    Raises:
+        ValueError: an unknown prediction type or ensemble size.
     """
 
-    def __init__(self, net: torch.nn.Module, scheduler_config: Mapping, settings: UniResSettings):
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        scheduler_config: Mapping,
+        settings: UniResSettings,
+        ensemble: int = 1,
+    ):
+        if ensemble not in ENSEMBLE_SIZES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {ensemble}")
         self.net = net
         self.settings = settings
+        self.ensemble = ensemble
         scheduler = DDIMScheduler.from_config(dict(scheduler_config))
         self.prediction_type = scheduler.config.prediction_type
         if self.prediction_type not in PREDICTION_TYPES:
@@ -132,18 +160,44 @@ class Denoiser:
         """Activation channels per latent cell (for memory estimates of tiles)."""
         return network_activation_channels(_unwrap(self.net))
 
+    def with_ensemble(self, n: int) -> Denoiser:
+        """This denoiser with an ``n``-transform self-ensemble (1, 2, 4 or 8): each call
+        averages the network output over the first ``n`` dihedral transforms of its input
+        (identity, horizontal flip, half turn, ... ; ``DIHEDRAL``), each undone on the output,
+        as EDSR's "+" models do (Lim et al. 2017, "Enhanced Deep Residual Networks", Sec.
+        4.4). ``n`` times the network cost; the network and settings are shared, not copied.
+
+        Raises:
+            ValueError: ``n`` not in (1, 2, 4, 8).
+        """
+        if n not in ENSEMBLE_SIZES:
+            raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {n}")
+        twin = copy.copy(self)
+        twin.ensemble = n
+        return twin
+
     def __call__(
         self, x_t: torch.Tensor, t, cond: torch.Tensor, context: torch.Tensor
     ) -> torch.Tensor:
-        """The model output F(x_t, t, cond, context), float32, in ``prediction_type``.
+        """The model output F(x_t, t, cond, context), float32, in ``prediction_type``;
+        averaged over the self-ensemble's transforms when ``ensemble`` > 1.
 
         x_t, cond: (B, C, h, w) (cond already through ``condition``); t: a scalar or (B,);
         context: (B, L, D) prompt embeddings. The condition is concatenated to the noisy
         latent on channels (paper Sec. 3.1).
         """
+        x = torch.cat([x_t, cond], dim=1)
+        if self.ensemble == 1:
+            return self._network(x, t, context)
+        total = torch.zeros((), dtype=torch.float32)
+        for turns, flip in DIHEDRAL[: self.ensemble]:
+            y = self._network(_dihedral(x, turns, flip), t, context)
+            total = total + _dihedral_inverse(y, turns, flip)
+        return total / self.ensemble
+
+    def _network(self, x: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         dtype = self.dtype
-        x = torch.cat([x_t, cond], dim=1).to(dtype)
-        out = self.net(x, t, encoder_hidden_states=context.to(dtype)).sample
+        out = self.net(x.to(dtype), t, encoder_hidden_states=context.to(dtype)).sample
         return out.float()
 
     # ---- prediction types -----------------------------------------------------------------
@@ -217,6 +271,17 @@ class Denoiser:
         else:
             expected = energy
         return per_sample / expected.clamp_min(1e-2)
+
+
+def _dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """Flip (B, C, H, W) left-right if ``flip``, then turn it ``turns`` quarter turns."""
+    return torch.rot90(x.flip(-1) if flip else x, turns, (-2, -1))
+
+
+def _dihedral_inverse(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """Undo ``_dihedral(., turns, flip)``."""
+    x = torch.rot90(x, -turns, (-2, -1))
+    return x.flip(-1) if flip else x
 
 
 def _unwrap(net: torch.nn.Module) -> torch.nn.Module:

@@ -141,21 +141,22 @@ def auto_weights(
     sets: Sequence[Mapping[str, float]] | str | Path | None = None,
     progress: Progress | None = None,
     fast_options: Mapping | None = None,
+    ensemble: int = 1,
     **restore_kwargs,
 ) -> AutoResult:
     """Choose the task weights for one image ``lq``: what ``UniResPipeline.__call__``
     takes, a PIL image, an H x W x 3 array (uint8, or float in [0, 1]) or a tensor
     (3 x H x W or 1 x 3 x H x W in [0, 1]).
 
-    ``metric``: a name (``metrics.nr.get_metric``) or a metric object. ``predictor``: a
-    ``WeightPredictor`` or its file (method "predict"). ``sets``: weight sets or a JSON file
-    (method "frequent"). ``progress(fraction, message)`` is called as the work advances,
-    many times within one image. ``fast_options`` (survivors, proxy_side) tune
-    ``fast_search``. ``restore_kwargs`` (color_fix, downlq_factor, tiles, strength) go to
-    the restorations. Searches larger than ``SEARCH_MAX_SIDE`` look at a centre crop; the
-    whole image is then restored once. Images under NIQE's two 96x96 blocks are scored with
-    smaller blocks, and images too small even for those get the "average" weights; either
-    way ``result.note`` says so in one line.
+    ``metric``: a name (``metrics.nr.get_metric``) or a metric object; ``predictor``: a
+    ``WeightPredictor`` or its file ("predict"); ``sets``: weight sets or a JSON file
+    ("frequent"). ``progress(fraction, message)`` is called many times within one image.
+    ``fast_options`` (survivors, proxy_side) tune ``fast_search``. ``restore_kwargs``
+    (color_fix, downlq_factor, tiles, strength) go to every restoration, ``ensemble``
+    (``Denoiser.with_ensemble``) only to the returned image's. Searches larger than
+    ``SEARCH_MAX_SIDE`` look at a centre crop; the whole image is then restored once. Images
+    under NIQE's two 96x96 blocks are scored with smaller blocks, and images too small even
+    for those get the "average" weights; either way ``result.note`` says so in one line.
 
     Returns an ``AutoResult``: ``weights``, ``score`` and ``q_lq`` in the metric's own
     convention (NIQE: lower is better), ``image`` (1 x 3 x H x W tensor; ``to_pil()``).
@@ -174,6 +175,7 @@ def auto_weights(
     t0 = time.perf_counter()
     report = progress or (lambda fraction, message: None)
     common = dict(steps=steps, seed=seed, scale=scale, **restore_kwargs)
+    final = {**common, "ensemble": ensemble}  # the returned image's restoration
     options = dict(fast_options or {}) if method == "fast" else {}
     quality, note, method = _fitted_metric(_metric(metric, pipe), pipe, lq, method, scale, options)
     if note:
@@ -183,15 +185,15 @@ def auto_weights(
         result = _search(pipe, view, method, quality, sets, report, {**common, **options})
         weights, score, q_lq = result.best_weights, result.best_score, result.q_lq
         image, evaluations = result.best_image, result.evaluations
-        if view.shape != lq.shape:
+        if view.shape != lq.shape or ensemble > 1:
             report(0.95, "restoring the whole image")
-            image, score, q_lq, more = _restore_scored(pipe, lq, weights, quality, common)
+            image, score, q_lq, more = _restore_scored(pipe, lq, weights, quality, final)
             evaluations += more
     else:
         report(0.0, "choosing weights")
         weights = _load_predictor(predictor).predict(lq) if method == "predict" else AVERAGE_WEIGHTS
         report(0.1, "restoring")
-        image, score, q_lq, evaluations = _restore_scored(pipe, lq, weights, quality, common)
+        image, score, q_lq, evaluations = _restore_scored(pipe, lq, weights, quality, final)
     report(1.0, "done")
     shown = quality if quality is not None else _metric(metric, pipe)
     return AutoResult(
@@ -238,7 +240,7 @@ def _restore_scored(pipe, lq: torch.Tensor, weights, quality, common: dict):
         lq_out = lq_at_output_size(lq, common["scale"])
         score, q_lq = _quality(quality, image), _quality(quality, lq_out)
     n_steps = common["steps"] or pipe.settings.default_steps
-    return image, score, q_lq, unet_evaluations(weights, n_steps)
+    return image, score, q_lq, unet_evaluations(weights, n_steps) * common.get("ensemble", 1)
 
 
 def search_candidates(pipe, lq: torch.Tensor, candidates, metric, method: str = "grid", **kwargs):
