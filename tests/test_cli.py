@@ -114,6 +114,13 @@ def test_skip_existing_and_scale4(tiny_model_dir, tmp_path, capsys):
     assert (tmp_path / "o" / "x.png").stat().st_mtime_ns == stamp
 
 
+def _restore_black(tmp_path, model, *extra) -> int:
+    """``unires restore`` of a black 20x20 x.png into tmp_path/o with ``--model model``."""
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
+    argv = ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(model)]
+    return main([*argv, *extra])
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -123,35 +130,14 @@ def test_skip_existing_and_scale4(tiny_model_dir, tmp_path, capsys):
     ],
 )
 def test_usage_errors_exit_2(tiny_model_dir, tmp_path, capsys, extra, message):
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
-    code = main(
-        [
-            "restore",
-            str(tmp_path / "x.png"),
-            "-o",
-            str(tmp_path / "o"),
-            "--model",
-            str(tiny_model_dir),
-            *extra,
-        ]
-    )
+    code = _restore_black(tmp_path, tiny_model_dir, *extra)
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_model_is_one_line(tmp_path, capsys):
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "x.png")
-    code = main(
-        [
-            "restore",
-            str(tmp_path / "x.png"),
-            "-o",
-            str(tmp_path / "o"),
-            "--model",
-            str(tmp_path / "nope"),
-        ]
-    )
+    code = _restore_black(tmp_path, tmp_path / "nope")
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "nope" in err and len(err.splitlines()) == 1

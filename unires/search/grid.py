@@ -184,12 +184,10 @@ def grid_search(
     restorer = CandidateRestorer(pipe, lq, steps=steps, seed=seed, **restore_kwargs)
 
     scores = {i: known[weights_key(w)] for i, w in enumerate(omega) if weights_key(w) in known}
-    shared = dict(table_path=table_path, progress=progress, report=report)
+    run = _SearchRun(restorer, omega, todo, known, scores, metric, table_path, progress, report)
     if procs.parallel:
-        return _grid_search_shared(
-            procs, restorer, omega, todo, known, scores, metric, q_lq, t0, return_image, **shared
-        )
-    leader = _score_alone(restorer, omega, todo, known, scores, metric, **shared)
+        return _grid_search_shared(procs, run, q_lq, t0, return_image)
+    leader = _score_alone(run)
     rows, best_index = _ranked(omega, scores)
     image = leader.get(best_index)
     if return_image and image is None:
@@ -198,37 +196,45 @@ def grid_search(
     return _search_result(rows, best_index, image, q_lq, len(todo), t0, restorer.evaluations)
 
 
-def _score_alone(
-    restorer: CandidateRestorer,
-    omega: list[Weights],
-    todo: list[int],
-    known: dict[WeightsKey, float],
-    scores: dict[int, float],
-    metric,
-    *,
-    table_path: str | Path | None,
-    progress: bool,
-    report: Callable[[float, str], None] | None,
-) -> dict[int, torch.Tensor]:
-    """``grid_search``'s loop in one process: score the candidates ``todo`` into ``scores``,
-    rewriting the table after every chunk. Returns {index: image} of the current leader."""
+@dataclass
+class _SearchRun:
+    """What ``grid_search``'s loops share for one image: the candidates ``omega``, the indices
+    ``todo`` still to score, the scores read from the table (``known``, by weights) and those
+    of this call (``scores``, by index, filled in as they come), and where they are shown."""
+
+    restorer: CandidateRestorer
+    omega: list[Weights]
+    todo: list[int]
+    known: dict[WeightsKey, float]
+    scores: dict[int, float]
+    metric: object
+    table_path: str | Path | None
+    progress: bool
+    report: Callable[[float, str], None] | None
+
+
+def _score_alone(run: _SearchRun) -> dict[int, torch.Tensor]:
+    """``grid_search``'s loop in one process: score the candidates ``run.todo`` into
+    ``run.scores``, rewriting the table after every chunk. Returns {index: image} of the
+    current leader."""
+    omega, todo, scores = run.omega, run.todo, run.scores
     best_image: dict[int, torch.Tensor] = {}
     finished = 0  # counted here: a disabled tqdm bar does not count
-    with tqdm(total=len(todo), desc="searching", unit="w", disable=not progress) as bar:
-        for rows, images in restorer.restore([omega[i] for i in todo]):
+    with tqdm(total=len(todo), desc="searching", unit="w", disable=not run.progress) as bar:
+        for rows, images in run.restorer.restore([omega[i] for i in todo]):
             for r, image in zip(rows, images, strict=True):
                 i = todo[r]
-                scores[i] = _quality(metric, image[None])
+                scores[i] = _quality(run.metric, image[None])
                 best_image[i] = image[None]
             # Keep only the current leader's image: memory stays flat on 1512 candidates.
             leader = _argmax([scores.get(i, math.nan) for i in range(len(omega))])
             best_image = {i: im for i, im in best_image.items() if i == leader}
-            if table_path is not None:
-                _write_table(table_path, omega, scores, known, metric)
+            if run.table_path is not None:
+                _write_table(run.table_path, omega, scores, run.known, run.metric)
             bar.update(len(rows))
             finished += len(rows)
-            if report is not None:
-                report(finished / max(1, len(todo)), f"scored {finished}/{len(todo)} sets")
+            if run.report is not None:
+                run.report(finished / max(1, len(todo)), f"scored {finished}/{len(todo)} sets")
     return best_image
 
 
@@ -274,26 +280,13 @@ def _search_result(
 
 
 def _grid_search_shared(
-    procs: Processes,
-    restorer: CandidateRestorer,
-    omega: list[Weights],
-    todo: list[int],
-    known: dict[WeightsKey, float],
-    scores: dict[int, float],
-    metric,
-    q_lq: float,
-    t0: float,
-    return_image: bool,
-    *,
-    table_path: str | Path | None,
-    progress: bool,
-    report: Callable[[float, str], None] | None,
+    procs: Processes, run: _SearchRun, q_lq: float, t0: float, return_image: bool
 ) -> SearchResult:
     """``grid_search`` when several processes split the candidates of one image: each scores
     its share, all learn every score, the holder of the best image shares it."""
-    options = dict(table_path=table_path, progress=progress, report=report)
-    mine, leader, error = _score_share(procs, restorer, omega, todo, metric, **options)
-    shares = procs.gather((mine, error, restorer.evaluations))
+    omega, scores, table_path = run.omega, run.scores, run.table_path
+    mine, leader, error = _score_share(procs, run)
+    shares = procs.gather((mine, error, run.restorer.evaluations))
     failed = [(r, err) for r, (_, err, _) in enumerate(shares) if err]
     if failed:  # every process stops on this image; the part tables keep what was scored
         r, err = failed[0]
@@ -308,29 +301,22 @@ def _grid_search_shared(
         image = procs.broadcast(own, source=holder)
     if procs.is_main:
         if table_path is not None:
-            _write_table(table_path, omega, scores, known, metric)
+            _write_table(table_path, omega, scores, run.known, run.metric)
             _remove_score_parts(table_path)
         if return_image and image is None:
-            image = restorer.restore_one(rows[best_index].weights)
+            image = run.restorer.restore_one(rows[best_index].weights)
     image = image if return_image else None
     evaluations = sum(n for _, _, n in shares)
-    return _search_result(rows, best_index, image, q_lq, len(todo), t0, evaluations)
+    return _search_result(rows, best_index, image, q_lq, len(run.todo), t0, evaluations)
 
 
 def _score_share(
-    procs: Processes,
-    restorer: CandidateRestorer,
-    omega: list[Weights],
-    todo: list[int],
-    metric,
-    *,
-    table_path: str | Path | None,
-    progress: bool,
-    report: Callable[[float, str], None] | None,
+    procs: Processes, run: _SearchRun
 ) -> tuple[dict[int, float], tuple[int, torch.Tensor] | None, str | None]:
-    """This process's share of the candidates ``todo``, scored, its part table rewritten after
-    every chunk. Returns ({index: score}, (index, image) of its best or None, the error that
-    stopped it or None)."""
+    """This process's share of the candidates ``run.todo``, scored, its part table rewritten
+    after every chunk. Returns ({index: score}, (index, image) of its best or None, the error
+    that stopped it or None)."""
+    omega, todo, table_path = run.omega, run.todo, run.table_path
     part = score_part_path(table_path, procs.index) if table_path is not None else None
     mine: dict[int, float] = {}  # scored by this process in this call
     leader: tuple[int, torch.Tensor] | None = None  # its best candidate and image
@@ -342,25 +328,25 @@ def _score_share(
             return finished * procs.count
         return sum(len(read_score_table(p)) for p in _score_parts(table_path))
 
-    shown = progress and procs.is_main
+    shown = run.progress and procs.is_main
     bar = tqdm(total=len(todo), desc="searching", unit="w", disable=not shown)
     with bar, procs.progress(bar, count=count) as advance:
         try:
             share = (procs.index, procs.count)
-            for rows, images in restorer.restore([omega[i] for i in todo], share=share):
+            for rows, images in run.restorer.restore([omega[i] for i in todo], share=share):
                 for r, image in zip(rows, images, strict=True):
                     i = todo[r]
-                    mine[i] = _quality(metric, image[None])
+                    mine[i] = _quality(run.metric, image[None])
                     if leader is None or _rank(mine[i]) > _rank(mine[leader[0]]):
                         leader = (i, image[None])  # ties keep the earlier candidate
                 if part is not None:
                     done = [ScoredCandidate(omega[i], mine[i]) for i in sorted(mine)]
-                    write_score_table(part, done, metric)
+                    write_score_table(part, done, run.metric)
                 finished += len(rows)
                 advance()
-                if report is not None and procs.is_main:
+                if run.report is not None and procs.is_main:
                     n = min(count(), len(todo))
-                    report(n / max(1, len(todo)), f"scored {n}/{len(todo)} sets")
+                    run.report(n / max(1, len(todo)), f"scored {n}/{len(todo)} sets")
         except (RuntimeError, ValueError) as e:  # e.g. out of memory on one GPU
             error = str(e).strip() or type(e).__name__
     return mine, leader, error
