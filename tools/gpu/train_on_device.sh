@@ -24,6 +24,7 @@ OUT=${OUT:-/tmp/unires-out}
 CONFIG=${CONFIG:-configs/embedded-v2.yaml}
 ANNEAL=${ANNEAL:-0.4}           # share of MINUTES spent annealing
 ANNEAL_LR=${ANNEAL_LR:-4e-4}
+CROP=${CROP:-}                  # training crop; default the config's (the data cost is the same at 64 and 128)
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
@@ -32,14 +33,14 @@ nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/device.txt" 2>&1
 rm -rf /tmp/run /tmp/run-anneal /tmp/model-fp16
 # write_config OUT_YAML RUN_DIR MINUTES INIT [ANNEAL_STEPS]: CONFIG sized for this device.
 write_config() {
-python3 - "$@" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" "$ANNEAL_LR" <<'PY'
+python3 - "$@" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" "$ANNEAL_LR" "$CROP" <<'PY'
 import json
 import sys
 
 import yaml
 
 out, run_dir, minutes, init, anneal_steps = sys.argv[1:6]
-batch, precision, workers, config, anneal_lr = sys.argv[6:11]
+batch, precision, workers, config, anneal_lr, crop = sys.argv[6:12]
 cfg = yaml.safe_load(open(config))
 batch, config_batch = int(batch), cfg["batch_size"]
 if init:  # continue only from a model of the backbone this config trains
@@ -53,6 +54,8 @@ cfg.update(
     max_minutes=float(minutes), checkpoint_every=500, validate_every=1000, steps=200000,
 )
 cfg["data"].update(hq_dirs=[".gpu-data/train-hq"], val_dir=".gpu-data/val-hq", workers=int(workers))
+if crop:
+    cfg["data"]["crop"] = int(crop)
 # The same noise in the gradient per sample: scale the learning rate with
 # sqrt(batch / the config's batch), from scratch; a fine-tune (INIT) keeps the config's.
 if not init:
@@ -71,7 +74,9 @@ anneal=$(python3 -c "print($MINUTES * $ANNEAL)")
 write_config /tmp/gpu.yaml /tmp/run "$explore" "$INIT" "" || exit 1
 cp /tmp/gpu.yaml "$OUT/train-config.yaml"
 start=$(date +%s)
-python3 -m unires.cli train --config /tmp/gpu.yaml > "$OUT/train.log" 2>&1
+# A crashed trainer can hang on its data workers: `timeout` ends it.
+timeout "$(python3 -c "print(int($explore * 60 + 120))")" \
+  python3 -m unires.cli train --config /tmp/gpu.yaml > "$OUT/train.log" 2>&1
 echo "train rc $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
 cp /tmp/run/log.jsonl "$OUT/" 2>/dev/null; cp /tmp/run/val/metrics.jsonl "$OUT/val.jsonl" 2>/dev/null
 final=/tmp/run/final
@@ -90,7 +95,8 @@ PY
   write_config /tmp/gpu-anneal.yaml /tmp/run-anneal "$anneal" /tmp/run/final "$steps" || exit 1
   cp /tmp/gpu-anneal.yaml "$OUT/anneal-config.yaml"
   start=$(date +%s)
-  python3 -m unires.cli train --config /tmp/gpu-anneal.yaml > "$OUT/anneal.log" 2>&1
+  timeout "$(python3 -c "print(int($anneal * 60 + 120))")" \
+    python3 -m unires.cli train --config /tmp/gpu-anneal.yaml > "$OUT/anneal.log" 2>&1
   echo "anneal rc $? ($steps steps) after $(( $(date +%s) - start )) s" | tee -a "$OUT/summary.txt"
   cp /tmp/run-anneal/log.jsonl "$OUT/anneal-log.jsonl" 2>/dev/null
   cp /tmp/run-anneal/val/metrics.jsonl "$OUT/anneal-val.jsonl" 2>/dev/null

@@ -23,6 +23,10 @@ class EMA:
     def update(self) -> None:
         """Move the shadow weights towards the current parameters (after an optimizer step)."""
         d = self.current_decay()
+        if self.shadow and self.shadow[0].device != self.params[0].device:
+            # The parameters moved (accelerate's prepare puts them on the GPU after this
+            # EMA was built from the CPU model): the shadow follows them.
+            self.shadow = [s.to(p.device) for s, p in zip(self.shadow, self.params, strict=True)]
         for s, p in zip(self.shadow, self.params, strict=True):
             s.lerp_(p.detach().float(), 1 - d)
         self.updates += 1
