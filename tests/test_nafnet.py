@@ -126,3 +126,23 @@ def test_bench_speed_times_the_model_folder(tiny_nafnet_dir, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "image 64x64 (latent 8), 6 tasks, 2 DDIM steps" in out
+
+
+def test_deepened_network_computes_the_same_with_more_blocks(tiny_nafnet_pipe):
+    """Growing a trained model: new blocks start as the identity, the old keep their weights."""
+    net = tiny_nafnet_pipe.unet  # perturbed weights, as after training
+    grown = net.deepened(encoder_blocks=(2, 3), middle_blocks=2)
+    assert tuple(grown.config.encoder_blocks) == (2, 3) and grown.config.middle_blocks == 2
+    assert tuple(grown.config.decoder_blocks) == tuple(net.config.decoder_blocks)
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in net.parameters())
+    x = torch.randn(2, net.config.in_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(2, 4, net.config.context_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, 300, ctx).sample, net(x, 300, ctx).sample)
+    # The new blocks learn: their residual gains get gradients although they start at zero.
+    grown(x, 300, ctx).sample.square().mean().backward()
+    assert grown.middle[1].beta.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="encoder_blocks"):
+        net.deepened(encoder_blocks=(1,))  # another number of levels
+    with pytest.raises(ValueError, match="middle_blocks"):
+        grown.deepened(middle_blocks=1)  # fewer blocks

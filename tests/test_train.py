@@ -421,3 +421,55 @@ def test_sigkill_loses_only_the_steps_since_the_last_checkpoint(tiny_setup, tmp_
     state = json.loads((latest_checkpoint(tmp_path / "run") / "trainer_state.json").read_text())
     assert state["step"] == saved + 2
     assert (tmp_path / "run" / "final" / "model_index.json").is_file()
+
+
+def test_grow_deepens_the_init_model_and_keeps_what_it_computes(tiny_setup, tiny_nafnet_dir):
+    """``grow:`` with ``init_from``: training starts from the deepened model, whose new blocks
+    are the identity (lr 0: the export computes what the given model computed)."""
+    from unires.model.bundle import load_model
+    from unires.train.diffusion import GrowConfig
+
+    root, cfg = tiny_setup
+    frozen = dataclasses.replace(cfg.optim, lr=0.0, schedule="constant_with_warmup", warmup=0)
+    grow = dataclasses.replace(cfg, init_from=str(tiny_nafnet_dir), autoencoder=None, steps=2)
+    grow = dataclasses.replace(grow, output_dir=str(root / "grown"), optim=frozen)
+    out = train(dataclasses.replace(grow, grow=GrowConfig(middle_blocks=3)))
+    a, b = load_model(tiny_nafnet_dir).unet, load_model(out / "final").unet
+    assert (a.config.middle_blocks, b.config.middle_blocks) == (1, 3)
+    a = a.half().float()  # the export's fp16 rounding
+    x = torch.randn(1, a.config.in_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(1, 4, a.config.context_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(b(x, 10, ctx).sample, a(x, 10, ctx).sample)
+    with pytest.raises(ValueError, match="init_from"):
+        train(dataclasses.replace(cfg, grow=GrowConfig(middle_blocks=3)))
+
+
+def test_a_crash_during_training_exits_instead_of_hanging(tiny_setup, tmp_path):
+    """An error in the training loop ends the process with the error (2 data workers, which
+    ignore SIGTERM): the first lent-GPU run hung here until its time limit."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    root, cfg = tiny_setup
+    data = yaml.safe_load(CONFIG.read_text())
+    data.update(autoencoder=cfg.autoencoder, output_dir=str(tmp_path / "run"), steps=50)
+    data["data"].update(hq_dirs=cfg.data.hq_dirs, workers=2)
+    config = tmp_path / "crash.yaml"
+    config.write_text(yaml.safe_dump(data))
+    script = (
+        "import sys\n"
+        "from unires.config import load_yaml\n"
+        "from unires.train import ema\n"
+        "from unires.train.diffusion import TrainConfig, train\n"
+        "def fail(self):\n"
+        "    raise RuntimeError('injected failure')\n"
+        "ema.EMA.update = fail\n"
+        f"train(load_yaml(TrainConfig, {str(config)!r}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=120, text=True
+    )
+    assert proc.returncode == 1 and "injected failure" in proc.stderr, proc.stderr[-2000:]

@@ -149,6 +149,41 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
         """Input sides must be multiples of this (2 per encoder level)."""
         return 2 ** len(self.config.encoder_blocks)
 
+    def deepened(
+        self,
+        encoder_blocks: tuple[int, ...] | None = None,
+        middle_blocks: int | None = None,
+        decoder_blocks: tuple[int, ...] | None = None,
+    ) -> ConditionalNAFNet:
+        """A copy with more blocks per level and the same output: growing a trained model.
+
+        Each level keeps its blocks and their weights; the new ones are appended after them
+        and start as NAFNet's identity block (beta = gamma = 0, zero modulation), so the
+        deepened network computes exactly what this one does until training moves them.
+        ``None`` keeps a level's count. (Function-preserving growth in the spirit of
+        Net2Net, Chen et al. 2016; identity blocks need no weight surgery.)
+
+        Raises:
+            ValueError: a level with fewer blocks than now, or another number of levels.
+        """
+        cfg = self.config
+        new = {
+            "encoder_blocks": tuple(encoder_blocks or cfg.encoder_blocks),
+            "middle_blocks": cfg.middle_blocks if middle_blocks is None else int(middle_blocks),
+            "decoder_blocks": tuple(decoder_blocks or cfg.decoder_blocks),
+        }
+        for key, n in new.items():
+            old = getattr(cfg, key)
+            old_n, new_n = (tuple(old), n) if key != "middle_blocks" else ((old,), (n,))
+            if len(new_n) != len(old_n) or any(b < a for a, b in zip(old_n, new_n, strict=True)):
+                raise ValueError(
+                    f"{key}: {n} cannot grow from {old} (same number of levels, no fewer blocks)"
+                )
+        grown = type(self)(**{**{k: v for k, v in cfg.items() if not k.startswith("_")}, **new})
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected, unexpected  # every existing block has its place
+        return grown.to(device=self.device, dtype=self.dtype)
+
     def activation_channels(self) -> float:
         """Channels alive per input pixel during a forward pass, roughly (memory estimates:
         each block keeps ~4 x its channels; level i has 2^i x width channels at 1/4^i)."""

@@ -22,7 +22,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from ..model.autoencoder import encode_latents, load_own_autoencoder
 from ..model.bundle import ModelComponents, load_model, save_model
 from ..model.denoiser import LOSS_WEIGHTINGS, Denoiser
 from ..model.factory import ModelConfig, build_model
+from ..model.nafnet import ConditionalNAFNet
 from ..model.prompt import TaskPromptTable
 from ..tasks import TRAINING_TASK_PROBS
 from ..utils import atomic_path, atomic_write_text
@@ -72,12 +73,24 @@ class OptimConfig:
 
 
 @dataclass
+class GrowConfig:
+    """Deepen the ``init_from`` NAFNet before training (``ConditionalNAFNet.deepened``): the
+    blocks per level; the new ones start as the identity. Unset keeps a level's count."""
+
+    encoder_blocks: tuple[int, ...] | None = None
+    middle_blocks: int | None = None
+    decoder_blocks: tuple[int, ...] | None = None
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     # Frozen autoencoder folder (a trained UniResAutoencoder); required unless init_from.
     autoencoder: str | None = None
     # Start from a UniRes model folder (e.g. one converted from Stable Diffusion).
     init_from: str | None = None
+    # With init_from (a NAFNet model): grow it to these block counts first.
+    grow: GrowConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     output_dir: str = "runs/unires"
@@ -203,7 +216,16 @@ def save_checkpoint(accelerator, out: Path, state: dict) -> None:
 
 def _initial_components(cfg: TrainConfig) -> ModelComponents:
     if cfg.init_from:
-        return load_model(cfg.init_from)
+        comps = load_model(cfg.init_from)
+        if cfg.grow is not None:
+            if not isinstance(comps.unet, ConditionalNAFNet):
+                raise ValueError(
+                    f"grow: needs a NAFNet model; {cfg.init_from} has a {type(comps.unet).__name__}"
+                )
+            comps.unet = comps.unet.deepened(**asdict(cfg.grow))
+        return comps
+    if cfg.grow is not None:
+        raise ValueError("grow: deepens the model of init_from:, which is not set")
     if cfg.model.autoencoder.space_to_depth > 0 and not cfg.autoencoder:
         return build_model(cfg.model)  # the lossless autoencoder has nothing to load
     if not cfg.autoencoder:
@@ -559,7 +581,11 @@ def build_loader(cfg: TrainConfig, dataset, start: int, end: int) -> torch.utils
         collate_fn=collate,
         worker_init_fn=worker_init,
         drop_last=True,
-        persistent_workers=cfg.data.workers > 0,
+        # One pass over the whole run: nothing to persist. A persistent iterator is held by
+        # the DataLoader, which a crash's traceback keeps alive until interpreter exit; there
+        # multiprocessing ends the workers with SIGTERM, which they ignore (data/loader.py),
+        # and the crashed run hung instead of exiting.
+        persistent_workers=False,
     )
 
 
