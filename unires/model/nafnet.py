@@ -180,8 +180,9 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
                     f"{key}: {n} cannot grow from {old} (same number of levels, no fewer blocks)"
                 )
         grown = type(self)(**{**{k: v for k, v in cfg.items() if not k.startswith("_")}, **new})
-        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
-        assert not unexpected, unexpected  # every existing block has its place
+        # strict=False: the new blocks keep their identity initialisation; every existing
+        # tensor has its place in the grown network (load_state_dict raises on a shape error).
+        grown.load_state_dict(self.state_dict(), strict=False)
         return grown.to(device=self.device, dtype=self.dtype)
 
     def activation_channels(self) -> float:
