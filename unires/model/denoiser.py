@@ -88,25 +88,17 @@ class Denoiser:
     ``scheduler_config``: the model folder's DDIM config (its ``prediction_type`` is what the
     network outputs: "epsilon", "v_prediction" or "sample"). ``settings``: the folder's
     ``UniResSettings`` (diffused variable, residual scale, condition statistics).
-    ``ensemble``: 1, or 2, 4 or 8 for the geometric self-ensemble at inference
-    (``with_ensemble``).
+    ``ensemble``: 1, or 2, 4 or 8 for the geometric self-ensemble at inference (set by
+    ``with_ensemble``).
 
     Raises:
-        ValueError: an unknown prediction type or ensemble size.
+        ValueError: an unknown prediction type.
     """
 
-    def __init__(
-        self,
-        net: torch.nn.Module,
-        scheduler_config: Mapping,
-        settings: UniResSettings,
-        ensemble: int = 1,
-    ):
-        if ensemble not in ENSEMBLE_SIZES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {ensemble}")
+    def __init__(self, net: torch.nn.Module, scheduler_config: Mapping, settings: UniResSettings):
         self.net = net
         self.settings = settings
-        self.ensemble = ensemble
+        self.ensemble = 1
         scheduler = DDIMScheduler.from_config(dict(scheduler_config))
         self.prediction_type = scheduler.config.prediction_type
         if self.prediction_type not in PREDICTION_TYPES:
