@@ -146,3 +146,24 @@ def test_deepened_network_computes_the_same_with_more_blocks(tiny_nafnet_pipe):
         net.deepened(encoder_blocks=(1,))  # another number of levels
     with pytest.raises(ValueError, match="middle_blocks"):
         grown.deepened(middle_blocks=1)  # fewer blocks
+
+
+def test_widened_network_computes_the_same_with_twice_the_channels(tiny_nafnet_pipe):
+    """Net2WiderNet: every channel duplicated, input weights split between the copies."""
+    net = tiny_nafnet_pipe.unet  # perturbed weights, as after training
+    wide = net.widened(torch.Generator().manual_seed(3))
+    assert wide.config.width == 2 * net.config.width
+    assert tuple(wide.config.encoder_blocks) == tuple(net.config.encoder_blocks)
+    n_old = sum(p.numel() for p in net.parameters())
+    assert sum(p.numel() for p in wide.parameters()) > 2.5 * n_old
+    x = torch.randn(2, net.config.in_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(2, 4, net.config.context_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x, 300, ctx).sample, net(x, 300, ctx).sample)
+    # The two copies of a channel get different gradients, so training moves them apart.
+    wide(x, 300, ctx).sample.square().mean().backward()
+    w = net.config.width
+    g = wide.intro.weight.grad
+    assert g[:w].abs().sum() > 0 and not torch.allclose(g[:w], g[w:])
+    with pytest.raises(ValueError, match="split"):
+        net.widened(split=1.0)

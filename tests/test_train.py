@@ -445,6 +445,31 @@ def test_grow_deepens_the_init_model_and_keeps_what_it_computes(tiny_setup, tiny
         train(dataclasses.replace(cfg, grow=GrowConfig(middle_blocks=3)))
 
 
+def test_grow_width_doubles_the_init_model_and_keeps_what_it_computes(tiny_setup, tiny_nafnet_dir):
+    """``grow.width``: the init model widened (Net2WiderNet) computes what it did (lr 0; up to
+    the export's fp16 rounding of the split weights); a width that doubling cannot reach is
+    refused."""
+    from unires.model.bundle import load_model
+    from unires.train.diffusion import GrowConfig
+
+    root, cfg = tiny_setup
+    frozen = dataclasses.replace(cfg.optim, lr=0.0, schedule="constant_with_warmup", warmup=0)
+    grow = dataclasses.replace(cfg, init_from=str(tiny_nafnet_dir), autoencoder=None, steps=2)
+    grow = dataclasses.replace(grow, output_dir=str(root / "wide"), optim=frozen)
+    a = load_model(tiny_nafnet_dir).unet
+    w = a.config.width
+    b = load_model(train(dataclasses.replace(grow, grow=GrowConfig(width=2 * w))) / "final").unet
+    assert b.config.width == 2 * w
+    x = torch.randn(1, a.config.in_channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    ctx = torch.randn(1, 4, a.config.context_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = a(x, 10, ctx).sample
+        err = (b(x, 10, ctx).sample - want).abs().max() / want.abs().max()
+    assert err < 5e-3
+    with pytest.raises(ValueError, match="power of two"):
+        train(dataclasses.replace(grow, grow=GrowConfig(width=3 * w)))
+
+
 def test_a_crash_during_training_exits_instead_of_hanging(tiny_setup, tmp_path):
     """An error in the training loop ends the process with the error (2 data workers, which
     ignore SIGTERM): the first lent-GPU run hung here until its time limit."""

@@ -25,6 +25,7 @@ CONFIG=${CONFIG:-configs/embedded-v2.yaml}
 ANNEAL=${ANNEAL:-0.4}           # share of MINUTES spent annealing
 ANNEAL_LR=${ANNEAL_LR:-4e-4}
 CROP=${CROP:-}                  # training crop; default the config's (the data cost is the same at 64 and 128)
+WIDTH=${WIDTH:-}                # with INIT: widen it to this width first (grow.width: Net2WiderNet, 2x per doubling)
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
@@ -33,14 +34,14 @@ nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/device.txt" 2>&1
 rm -rf /tmp/run /tmp/run-anneal /tmp/model-fp16
 # write_config OUT_YAML RUN_DIR MINUTES INIT [ANNEAL_STEPS]: CONFIG sized for this device.
 write_config() {
-python3 - "$@" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" "$ANNEAL_LR" "$CROP" <<'PY'
+python3 - "$@" "$BATCH" "$PRECISION" "$WORKERS" "$CONFIG" "$ANNEAL_LR" "$CROP" "$WIDTH" <<'PY'
 import json
 import sys
 
 import yaml
 
 out, run_dir, minutes, init, anneal_steps = sys.argv[1:6]
-batch, precision, workers, config, anneal_lr, crop = sys.argv[6:12]
+batch, precision, workers, config, anneal_lr, crop, width = sys.argv[6:13]
 cfg = yaml.safe_load(open(config))
 batch, config_batch = int(batch), cfg["batch_size"]
 if init:  # continue only from a model of the backbone this config trains
@@ -62,6 +63,8 @@ if not init:
     cfg["optim"]["lr"] = cfg["optim"]["lr"] * (batch / config_batch) ** 0.5
 if init:
     cfg["init_from"] = init
+    if width and not anneal_steps:  # phase a widens INIT; phase b continues the wide model
+        cfg["grow"] = {"width": int(width)}
 if anneal_steps:  # phase b: a half cosine to zero in a fixed number of steps
     cfg["optim"].update(lr=float(anneal_lr), schedule="cosine", warmup=min(100, int(anneal_steps) // 10))
     cfg.update(steps=int(anneal_steps), max_minutes=float(minutes) + 1)

@@ -183,7 +183,108 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
         # strict=False: the new blocks keep their identity initialisation; every existing
         # tensor has its place in the grown network (load_state_dict raises on a shape error).
         grown.load_state_dict(self.state_dict(), strict=False)
-        return grown.to(device=self.device, dtype=self.dtype)
+        return self._placed_like_self(grown)
+
+    def widened(
+        self, generator: torch.Generator | None = None, split: float = 0.2
+    ) -> ConditionalNAFNet:
+        """A copy with twice the channels at every level and the same output (Net2WiderNet).
+
+        Every channel is duplicated: a feature map h becomes ``cat(h, h)``, which keeps each
+        pixel's LayerNorm mean and variance, so every block computes what it did. Layers that
+        read a duplicated map split each input weight between the two copies as (1 + e) / 2
+        and (1 - e) / 2, e uniform in [-split, split] (drawn from ``generator``): the sum, and
+        so the output, is unchanged, while the copies receive different gradients and learn
+        apart (Chen et al. 2016, "Net2Net", Sec. 2.2, with exact asymmetric splits in place
+        of their added noise). SimpleGate halves and PixelShuffle groups are duplicated as
+        units, so the halves still pair and the shuffled channels still line up.
+
+        About 4x the multiply-adds and parameters (all convolutions but the first and last
+        double on both sides); the time and prompt embedding is unchanged.
+
+        Raises:
+            ValueError: ``split`` outside [0, 1).
+        """
+        if not 0 <= split < 1:
+            raise ValueError(f"split must be in [0, 1), got {split}")
+        gen = generator or torch.Generator().manual_seed(0)
+
+        def copies(c: int) -> torch.Tensor:  # cat(h, h)
+            return torch.arange(2 * c) % c
+
+        def gate_copies(c2: int) -> torch.Tensor:  # [a, b] -> [a, a, b, b]: SimpleGate pairs
+            a = torch.arange(c2 // 2)
+            return torch.cat([a, a, a + c2 // 2, a + c2 // 2])
+
+        def shuffle_copies(c4: int) -> torch.Tensor:  # PixelShuffle(2) reads groups of 4
+            o = torch.arange(2 * c4)
+            return (o // 4) % (c4 // 4) * 4 + o % 4
+
+        def split_factors(m: torch.Tensor) -> torch.Tensor:
+            e = (torch.rand(int(m.max()) + 1, generator=gen) * 2 - 1) * split
+            first = torch.tensor([int(v) not in m[:j].tolist() for j, v in enumerate(m)])
+            return torch.where(first, 1 + e[m], 1 - e[m]) / 2
+
+        old = {k: v.detach().float().cpu() for k, v in self.state_dict().items()}
+        new: dict[str, torch.Tensor] = {}
+
+        def conv(name, m_out=None, m_in=None, depthwise=False):
+            w = old[f"{name}.weight"]
+            if m_out is not None:
+                w = w[m_out]
+            if m_in is not None and not depthwise:
+                w = w[:, m_in] * split_factors(m_in)[None, :, None, None]
+            new[f"{name}.weight"] = w
+            if f"{name}.bias" in old:
+                b = old[f"{name}.bias"]
+                new[f"{name}.bias"] = b if m_out is None else b[m_out]
+
+        def block(name: str, c: int):
+            x, g = copies(c), copies(c)  # the residual stream; a SimpleGate output
+            for norm in ("norm1", "norm2"):
+                new[f"{name}.{norm}.weight"] = old[f"{name}.{norm}.weight"][x]
+                new[f"{name}.{norm}.bias"] = old[f"{name}.{norm}.bias"][x]
+            conv(f"{name}.conv1", gate_copies(2 * c), x)
+            conv(f"{name}.conv2", gate_copies(2 * c), depthwise=True)
+            conv(f"{name}.sca", g, g)
+            conv(f"{name}.conv3", x, g)
+            conv(f"{name}.conv4", gate_copies(2 * c), x)
+            conv(f"{name}.conv5", x, g)
+            for gain in ("beta", "gamma"):
+                new[f"{name}.{gain}"] = old[f"{name}.{gain}"][:, x]
+            chunks = torch.cat([k * c + copies(c) for k in range(4)])  # scale1, shift1, ...
+            new[f"{name}.modulation.weight"] = old[f"{name}.modulation.weight"][chunks]
+            new[f"{name}.modulation.bias"] = old[f"{name}.modulation.bias"][chunks]
+
+        cfg = self.config
+        for key, value in old.items():
+            if key.startswith("embed."):
+                new[key] = value
+        c = cfg.width
+        conv("intro", copies(c))
+        for i, n in enumerate(cfg.encoder_blocks):
+            for j in range(n):
+                block(f"encoders.{i}.{j}", c)
+            conv(f"downs.{i}", copies(2 * c), copies(c))
+            c *= 2
+        for j in range(cfg.middle_blocks):
+            block(f"middle.{j}", c)
+        for i, n in enumerate(reversed(cfg.decoder_blocks)):
+            conv(f"ups.{i}.0", shuffle_copies(2 * c), copies(c))
+            c //= 2
+            for j in range(n):
+                block(f"decoders.{i}.{j}", c)
+        conv("ending", None, copies(c))
+        wide = type(self)(
+            **{**{k: v for k, v in cfg.items() if not k.startswith("_")}, "width": 2 * cfg.width}
+        )
+        wide.load_state_dict(new)  # strict: every tensor of the wider network is set above
+        return self._placed_like_self(wide)
+
+    def _placed_like_self(self, net: ConditionalNAFNet) -> ConditionalNAFNet:
+        # A fresh module is fp32 on the CPU; ModelMixin.to warns whenever a dtype is passed.
+        net = net.to(self.device)
+        return net if self.dtype == net.dtype else net.to(self.dtype)
 
     def activation_channels(self) -> float:
         """Channels alive per input pixel during a forward pass, roughly (memory estimates:

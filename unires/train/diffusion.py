@@ -74,12 +74,15 @@ class OptimConfig:
 
 @dataclass
 class GrowConfig:
-    """Deepen the ``init_from`` NAFNet before training (``ConditionalNAFNet.deepened``): the
-    blocks per level; the new ones start as the identity. Unset keeps a level's count."""
+    """Grow the ``init_from`` NAFNet before training, keeping what it computes: the blocks per
+    level (``ConditionalNAFNet.deepened``; new blocks start as the identity) and the width
+    (``ConditionalNAFNet.widened``, doubled until it is reached: the init's width times a
+    power of two). Unset keeps a level's count or the width."""
 
     encoder_blocks: tuple[int, ...] | None = None
     middle_blocks: int | None = None
     decoder_blocks: tuple[int, ...] | None = None
+    width: int | None = None
 
 
 @dataclass
@@ -214,6 +217,26 @@ def save_checkpoint(accelerator, out: Path, state: dict) -> None:
 # ---- the trainer --------------------------------------------------------------------------
 
 
+def _widen_to(net: ConditionalNAFNet, width: int | None, seed: int) -> ConditionalNAFNet:
+    """``net`` doubled in width until it has ``width`` channels (None: as it is).
+
+    Raises:
+        ValueError: ``width`` is not the net's width times a power of two.
+    """
+    if width is None or width == net.config.width:
+        return net
+    factor, rest = divmod(width, net.config.width)
+    if rest or factor < 1 or factor & (factor - 1):
+        raise ValueError(
+            f"grow.width: {width} is not {net.config.width} times a power of two "
+            "(widening doubles every channel)"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    while net.config.width < width:
+        net = net.widened(gen)
+    return net
+
+
 def _initial_components(cfg: TrainConfig) -> ModelComponents:
     if cfg.init_from:
         comps = load_model(cfg.init_from)
@@ -222,7 +245,8 @@ def _initial_components(cfg: TrainConfig) -> ModelComponents:
                 raise ValueError(
                     f"grow: needs a NAFNet model; {cfg.init_from} has a {type(comps.unet).__name__}"
                 )
-            comps.unet = comps.unet.deepened(**asdict(cfg.grow))
+            blocks = {k: v for k, v in asdict(cfg.grow).items() if k != "width"}
+            comps.unet = _widen_to(comps.unet.deepened(**blocks), cfg.grow.width, cfg.seed)
         return comps
     if cfg.grow is not None:
         raise ValueError("grow: deepens the model of init_from:, which is not set")
