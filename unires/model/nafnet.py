@@ -179,7 +179,7 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
                 raise ValueError(
                     f"{key}: {n} cannot grow from {old} (same number of levels, no fewer blocks)"
                 )
-        grown = type(self)(**{**{k: v for k, v in cfg.items() if not k.startswith("_")}, **new})
+        grown = self._fresh(**new)
         # strict=False: the new blocks keep their identity initialisation; every existing
         # tensor has its place in the grown network (load_state_dict raises on a shape error).
         grown.load_state_dict(self.state_dict(), strict=False)
@@ -225,10 +225,14 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
             for j in range(n):
                 w.block(f"decoders.{i}.{j}", c)
         w.conv("ending", None, _copies(c))
-        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_")}
-        wide = type(self)(**{**kwargs, "width": 2 * cfg.width})
+        wide = self._fresh(width=2 * cfg.width)
         wide.load_state_dict(w.new)  # strict: every tensor of the wider network is set above
         return self._placed_like_self(wide)
+
+    def _fresh(self, **changes) -> ConditionalNAFNet:
+        # A newly initialised network of this one's config with ``changes``.
+        kwargs = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        return type(self)(**{**kwargs, **changes})
 
     def _placed_like_self(self, net: ConditionalNAFNet) -> ConditionalNAFNet:
         # A fresh module is fp32 on the CPU; ModelMixin.to warns whenever a dtype is passed.
@@ -308,15 +312,17 @@ class _Net2Wider:
         """(1 + e) / 2 for the first copy of each old channel in ``m``, (1 - e) / 2 for the
         second: the two sum to 1, so a layer reading both computes what it did."""
         e = (torch.rand(int(m.max()) + 1, generator=self.gen) * 2 - 1) * self.split
-        first = torch.tensor([int(v) not in m[:j].tolist() for j, v in enumerate(m)])
+        first = torch.zeros(len(m), dtype=torch.bool)
+        first[torch.argsort(m, stable=True)[0::2]] = True  # each old channel appears twice
         return torch.where(first, 1 + e[m], 1 - e[m]) / 2
 
-    def conv(self, name: str, m_out=None, m_in=None, depthwise: bool = False) -> None:
-        """Conv ``name``: output channels copied by ``m_out``, inputs split by ``m_in``."""
+    def conv(self, name: str, m_out=None, m_in=None) -> None:
+        """Conv ``name``: output channels copied by ``m_out``, inputs split by ``m_in`` (None
+        for a depthwise conv, whose one input channel per output is copied with it)."""
         w = self.old[f"{name}.weight"]
         if m_out is not None:
             w = w[m_out]
-        if m_in is not None and not depthwise:
+        if m_in is not None:
             w = w[:, m_in] * self.split_factors(m_in)[None, :, None, None]
         self.new[f"{name}.weight"] = w
         if f"{name}.bias" in self.old:
@@ -329,7 +335,7 @@ class _Net2Wider:
         for key in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"):
             self.new[f"{name}.{key}"] = self.old[f"{name}.{key}"][x]
         self.conv(f"{name}.conv1", _gate_copies(2 * c), x)
-        self.conv(f"{name}.conv2", _gate_copies(2 * c), depthwise=True)
+        self.conv(f"{name}.conv2", _gate_copies(2 * c))  # depthwise
         self.conv(f"{name}.sca", g, g)
         self.conv(f"{name}.conv3", x, g)
         self.conv(f"{name}.conv4", _gate_copies(2 * c), x)
