@@ -105,3 +105,17 @@ def test_speed_wording_says_faster_or_slower():
     fast = format_result(SpeedResult(**base, one_by_one_s=0.4, speedup=0.4))
     assert "2.00x slower" in slow and "1 task, 1 DDIM step" in slow
     assert "2.50x faster" in fast and "slower" not in fast
+
+
+def test_degrade_benchmark_times_a_recipe_and_names_unknown_ones(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    args = ["bench", "degrade", "--sizes", "32", "--pairs", "2", "--workers", "0"]
+    assert main([*args, "--recipes", "sr,train-mix", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "trainer consumes 8 pairs / 0.74 s" in printed  # the reference defaults
+    assert "| sr |" in printed and "| train-mix |" in printed
+    rows = json.loads(out.read_text())["results"]
+    assert [r["recipe"] for r in rows] == ["sr", "train-mix"]
+    assert all(r["pairs_per_second"] > 0 for r in rows)
+    assert main([*args, "--recipes", "sr,blur"]) == 2
+    assert "['blur']" in capsys.readouterr().err

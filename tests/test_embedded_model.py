@@ -43,3 +43,28 @@ def test_embedded_model_restores_with_its_defaults(embedded):
     assert sum(embedded.settings.default_weights.values()) == pytest.approx(1.0)
     x4 = embedded.restore_tensor(lq[..., :20, :28], {"sr": 1.0}, scale=4)
     assert x4.shape[-2:] == (80, 112)
+
+
+def test_loading_and_restoring_import_none_of_diffusers_sd_models_or_scipy(tmp_path):
+    """The CLI's parser and a restore with the embedded model load only what they use:
+    diffusers' UNet/autoencoder packages and its other schedulers (scipy) import every model
+    they hold, over a second of each restore's start on 2 cores."""
+    import subprocess
+    import sys
+
+    if not (Path(EMBEDDED_MODEL_DIR) / "model_index.json").is_file():
+        pytest.skip("no embedded model")
+    code = (
+        "import sys, torch\n"
+        "from unires.cli import build_parser\n"
+        "build_parser()\n"
+        "from unires.pipeline import UniResPipeline\n"
+        "pipe = UniResPipeline.from_pretrained(device='cpu', dtype='fp32')\n"
+        "pipe.restore_tensor(torch.rand(1, 3, 32, 32), steps=1, seed=0)\n"
+        "heavy = ('diffusers.models.unets', 'diffusers.models.autoencoders', 'scipy.stats')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

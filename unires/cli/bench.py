@@ -506,9 +506,9 @@ def run_search_bench(args: argparse.Namespace) -> int:
 
 
 def _add_degrade_parser(bench: argparse._SubParsersAction) -> None:
-    """Register ``unires bench degrade``."""
-    from ..bench.degrade_throughput import TRAIN_BATCH, TRAIN_MIX, TRAIN_STEP_SECONDS
-    from ..degrade.recipes import RECIPES
+    """Register ``unires bench degrade`` (its defaults resolved when it runs: building the
+    parser must not import torch and the degradations, which every command would pay for)."""
+    from .degrade import RECIPE_NAMES
 
     p = bench.add_parser(
         "degrade",
@@ -516,15 +516,21 @@ def _add_degrade_parser(bench: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--recipes",
-        default=",".join([*RECIPES, TRAIN_MIX]),
-        help=f"comma-separated recipes ({', '.join(RECIPES)}, {TRAIN_MIX})",
+        help=f"comma-separated recipes: {', '.join(RECIPE_NAMES)} or train-mix (the trainer's "
+        "task mix); default: all of them",
     )
     p.add_argument("--sizes", default="256,512", help="crop sides, comma-separated")
     p.add_argument("--pairs", type=int, default=128, help="timed pairs per recipe and size")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--hq-dir", type=Path, help="read crops from these images (default: procedural)")
-    p.add_argument("--train-batch", type=int, default=TRAIN_BATCH)
-    p.add_argument("--train-step-s", type=float, default=TRAIN_STEP_SECONDS)
+    p.add_argument(
+        "--train-batch", type=int, help="the trainer's batch (default: the embedded config's)"
+    )
+    p.add_argument(
+        "--train-step-s",
+        type=float,
+        help="the trainer's seconds a step (default: measured, 2 cores)",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.set_defaults(func=run_bench_degrade)
 
@@ -535,13 +541,22 @@ def run_bench_degrade(args: argparse.Namespace) -> int:
     Raises:
         UsageError: unknown recipes, bad sizes, pairs or workers, or --hq-dir without images.
     """
-    from ..bench.degrade_throughput import TRAIN_MIX, format_table, measure_throughput
+    from ..bench.degrade_throughput import (
+        TRAIN_BATCH,
+        TRAIN_MIX,
+        TRAIN_STEP_SECONDS,
+        format_table,
+        measure_throughput,
+    )
     from ..degrade.recipes import RECIPES
     from ..io import list_images
     from ..utils import atomic_write_text
     from . import UsageError
 
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    batch = TRAIN_BATCH if args.train_batch is None else args.train_batch
+    step_s = TRAIN_STEP_SECONDS if args.train_step_s is None else args.train_step_s
+    names = args.recipes or ",".join([*RECIPES, TRAIN_MIX])
+    recipes = [r.strip() for r in names.split(",") if r.strip()]
     unknown = [r for r in recipes if r not in RECIPES and r != TRAIN_MIX]
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -555,10 +570,10 @@ def run_bench_degrade(args: argparse.Namespace) -> int:
     results = []
     for recipe in recipes:
         for size in sizes:
-            r = measure_throughput(recipe, size, args.pairs, args.workers, args.train_batch, files)
+            r = measure_throughput(recipe, size, args.pairs, args.workers, batch, files)
             print(f"{recipe:>12} @{size}: {r.pairs_per_second:6.1f} pairs/s", flush=True)
             results.append(r)
-    print(format_table(results, args.train_batch, args.train_step_s))
+    print(format_table(results, batch, step_s))
     if args.json:
         rows = [
             {
@@ -572,8 +587,8 @@ def run_bench_degrade(args: argparse.Namespace) -> int:
         ]
         meta = {
             "workers": args.workers,
-            "train_batch": args.train_batch,
-            "train_step_s": args.train_step_s,
+            "train_batch": batch,
+            "train_step_s": step_s,
             "source": str(args.hq_dir or "procedural"),
         }
         atomic_write_text(args.json, json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")

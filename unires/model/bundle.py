@@ -16,29 +16,28 @@ cannot make the loader import arbitrary code.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    AutoencoderTiny,
-    DDIMScheduler,
-    ModelMixin,
-    UNet2DConditionModel,
-)
+from diffusers import DDIMScheduler, ModelMixin
 from diffusers.utils import is_accelerate_available
 
 from .. import __version__
 from ..config import choice, from_dict, to_dict
 from ..utils import atomic_write_text
-from .autoencoder import SpaceToDepthAutoencoder, UniResAutoencoder, vae_latent_channels
-from .denoiser import network_channels
-from .head import UNetWithHead
-from .nafnet import ConditionalNAFNet
-from .prompt import CLIPPromptEncoder, TaskPromptTable
+from .autoencoder import vae_latent_channels
+from .denoiser import ddim_scheduler, network_channels
+from .prompt import CLIPPromptEncoder
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
+
+    from .head import UNetWithHead
+    from .nafnet import ConditionalNAFNet
 
 DIFFUSION_TARGETS = ("latent", "residual")
 
@@ -89,15 +88,18 @@ class ModelComponents:
     settings: UniResSettings
 
 
+# model_index.json's [library, class] -> the module that defines the class, imported only when
+# a folder names it: diffusers' UNet and autoencoder packages import every model they hold
+# (over a second of each restore's start on 2 cores), which the embedded model never uses.
 _LOADERS = {
-    ("diffusers", "UNet2DConditionModel"): UNet2DConditionModel,
-    ("unires", "UNetWithHead"): UNetWithHead,
-    ("unires", "ConditionalNAFNet"): ConditionalNAFNet,
-    ("diffusers", "AutoencoderKL"): AutoencoderKL,
-    ("diffusers", "AutoencoderTiny"): AutoencoderTiny,
-    ("unires", "UniResAutoencoder"): UniResAutoencoder,
-    ("unires", "SpaceToDepthAutoencoder"): SpaceToDepthAutoencoder,
-    ("unires", "TaskPromptTable"): TaskPromptTable,
+    ("diffusers", "UNet2DConditionModel"): "diffusers",
+    ("unires", "UNetWithHead"): "unires.model.head",
+    ("unires", "ConditionalNAFNet"): "unires.model.nafnet",
+    ("diffusers", "AutoencoderKL"): "diffusers",
+    ("diffusers", "AutoencoderTiny"): "diffusers",
+    ("unires", "UniResAutoencoder"): "unires.model.autoencoder",
+    ("unires", "SpaceToDepthAutoencoder"): "unires.model.autoencoder",
+    ("unires", "TaskPromptTable"): "unires.model.prompt",
 }
 
 
@@ -136,7 +138,7 @@ def save_model(components: ModelComponents, folder: str | Path, dtype=None) -> P
     else:
         save_module(pe, "prompt_encoder")
         index["prompt_encoder"] = _entry(pe)
-    DDIMScheduler.from_config(components.scheduler_config).save_pretrained(folder / "scheduler")
+    ddim_scheduler(components.scheduler_config).save_pretrained(folder / "scheduler")
     index["scheduler"] = ["diffusers", "DDIMScheduler"]
     index["unires"] = to_dict(components.settings)
     atomic_write_text(folder / "model_index.json", json.dumps(index, indent=2) + "\n")
@@ -147,9 +149,11 @@ def _load_component(folder: Path, index: dict, name: str, dtype):
     entry = index.get(name)
     if entry is None:
         raise ModelFolderError(f"{folder}: model_index.json names no {name!r} component")
-    cls = _LOADERS.get(tuple(entry))
-    if cls is None:
+    names = isinstance(entry, list) and all(isinstance(x, str) for x in entry)
+    module = _LOADERS.get(tuple(entry)) if names else None
+    if module is None:
         raise ModelFolderError(f"{folder}: component {name!r} has unsupported class {entry}")
+    cls = getattr(importlib.import_module(module), entry[1])
     if not (folder / name).is_dir():
         raise ModelFolderError(f"{folder}: missing sub-folder {name}/")
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}

@@ -17,13 +17,16 @@ prediction and Eq. 2 mixes predictions that really differ.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+if TYPE_CHECKING:  # imported where used: diffusers' UNets take over a second to import
+    from diffusers import UNet2DConditionModel
 
 
 class RestorationHead(torch.nn.Module):
@@ -76,6 +79,8 @@ class UNetWithHead(ModelMixin, ConfigMixin):
     def __init__(
         self, unet_config: dict | None = None, head_channels: int = 96, head_layers: int = 4
     ):
+        from diffusers import UNet2DConditionModel
+
         super().__init__()
         self.unet = UNet2DConditionModel.from_config(dict(unet_config or {}))
         c = self.unet.config
@@ -100,6 +105,8 @@ class UNetWithHead(ModelMixin, ConfigMixin):
         **kwargs,
     ):
         """The UNet's output plus the head's, as ``UNet2DConditionModel.forward`` returns it."""
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
         out = self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs)
         out = out.sample + self.head(sample, timestep, encoder_hidden_states)
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)

@@ -23,14 +23,25 @@ component of a model folder (class ``["unires", "ConditionalNAFNet"]``). Only
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import Timesteps
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+from diffusers.utils import BaseOutput
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+
+@dataclass
+class NAFNetOutput(BaseOutput):
+    """What ``ConditionalNAFNet.forward`` returns: ``sample`` (B, out_channels, H, W), as in
+    diffusers' ``UNet2DConditionOutput`` (not imported: that loads every diffusers UNet, over a
+    second of a restore's start on 2 cores)."""
+
+    sample: torch.Tensor
 
 
 class LayerNorm2d(nn.Module):
@@ -277,7 +288,7 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
             for block in blocks:
                 x = self._run(block, x, emb)
         out = self.ending(x)
-        return UNet2DConditionOutput(sample=out) if return_dict else (out,)
+        return NAFNetOutput(sample=out) if return_dict else (out,)
 
 
 # ---- Net2WiderNet (ConditionalNAFNet.widened) ----------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
+from ..model.denoiser import ddim_scheduler
 from ..weights import active_weights
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class TaskMixture:
 
 def make_scheduler(scheduler_config: Mapping, steps: int) -> DDIMScheduler:
     """A fresh DDIM scheduler for one sampling run (the loop keeps no state between runs)."""
-    scheduler = DDIMScheduler.from_config(dict(scheduler_config))
+    scheduler = ddim_scheduler(scheduler_config)
     scheduler.set_timesteps(steps)
     return scheduler
 
