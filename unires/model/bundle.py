@@ -149,8 +149,8 @@ def _load_component(folder: Path, index: dict, name: str, dtype):
     entry = index.get(name)
     if entry is None:
         raise ModelFolderError(f"{folder}: model_index.json names no {name!r} component")
-    names = isinstance(entry, list) and all(isinstance(x, str) for x in entry)
-    module = _LOADERS.get(tuple(entry)) if names else None
+    well_formed = isinstance(entry, list) and all(isinstance(x, str) for x in entry)
+    module = _LOADERS.get(tuple(entry)) if well_formed else None
     if module is None:
         raise ModelFolderError(f"{folder}: component {name!r} has unsupported class {entry}")
     cls = getattr(importlib.import_module(module), entry[1])
