@@ -3,6 +3,7 @@ tiling, ``--auto fast``, the web app and ``unires bench speed``, unchanged (tiny
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unires.model.nafnet import ConditionalNAFNet
+from unires.model.nafnet import ConditionalNAFNet, local_mean
 from unires.pipeline import TileSettings, UniResPipeline
 
 W = {"md": 0.6, "dn": -0.2, "downlq": 0.6}
@@ -62,6 +63,17 @@ def test_tiled_restore(tiny_nafnet_pipe, monkeypatch):
     # The memory budget gives aligned tiles for this backbone as well.
     tile = pipe._latent_tile(6, TileSettings(), (1, 4, 64, 64))
     assert tile > 0 and tile % 4 == 0
+
+
+def test_tiles_stop_at_the_networks_size_when_memory_allows_more(tiny_nafnet_pipe, tiny_pipe):
+    """No attention in the NAFNet: 272-pixel tiles (a 256 crop in one call); a UNet's 128."""
+    big = (1, 4, 4096, 4096)
+    assert tiny_nafnet_pipe._latent_tile(1, TileSettings(), big) == 272
+    assert tiny_pipe._latent_tile(1, TileSettings(), big) == 128
+    assert tiny_nafnet_pipe._latent_tile(1, TileSettings(max_latent_tile=64), big) == 64
+    f = tiny_nafnet_pipe.vae_factor  # tiles are in latent pixels
+    assert tiny_nafnet_pipe.batches_candidates(_lq(256 * f, 256 * f), {})
+    assert not tiny_nafnet_pipe.batches_candidates(_lq(288 * f, 288 * f), {})
 
 
 def test_batched_candidates_and_auto_fast(tiny_nafnet_pipe, count_rows):
@@ -167,3 +179,45 @@ def test_widened_network_computes_the_same_with_twice_the_channels(tiny_nafnet_p
     assert g[:w].abs().sum() > 0 and not torch.allclose(g[:w], g[w:])
     with pytest.raises(ValueError, match="split"):
         net.widened(split=1.0)
+
+
+def test_local_mean_averages_each_window_and_is_global_when_the_window_covers_the_map():
+    """TLC's pooling: a box mean per pixel (borders take the nearest full window's)."""
+    x = torch.rand(2, 3, 12, 9, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    box = local_mean(x, 4)
+    full = torch.nn.functional.avg_pool2d(x, 4, stride=1)  # (9, 6): every full window
+    assert box.shape == x.shape
+    torch.testing.assert_close(box[..., 1:10, 1:7], full)
+    torch.testing.assert_close(box[..., 0, 0], full[..., 0, 0])
+    torch.testing.assert_close(box[..., -1, -1], full[..., -1, -1])
+    whole = x.mean(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(local_mean(x, None), whole)
+    torch.testing.assert_close(local_mean(x, 12), whole)
+    half = local_mean(x.to(torch.bfloat16), 4)  # summed in fp32, returned in the input's dtype
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), box, atol=2e-2, rtol=0)
+
+
+def test_pool_window_changes_only_inputs_larger_than_the_window(tiny_nafnet_pipe, tmp_path):
+    net = copy.deepcopy(tiny_nafnet_pipe.unet)
+    ctx = torch.randn(1, 4, net.config.context_dim, generator=torch.Generator().manual_seed(1))
+
+    def run(side):
+        x = torch.randn(
+            1, net.config.in_channels, side, side, generator=torch.Generator().manual_seed(0)
+        )
+        with torch.no_grad():
+            return net(x, 300, ctx).sample
+
+    small, large = run(16), run(32)
+    net.set_pool_window(16)
+    assert [b.pool_window for b in net.encoders[1]] == [8] * len(net.encoders[1])
+    assert net.middle[0].pool_window == 16 // net.downsample_factor
+    torch.testing.assert_close(run(16), small)  # the window covers it: NAFNet's global pool
+    assert not torch.allclose(run(32), large)
+    net.save_pretrained(tmp_path / "unet")
+    again = ConditionalNAFNet.from_pretrained(tmp_path / "unet")
+    assert again.config.pool_window == 16 and again.decoders[-1][0].pool_window == 16
+    for bad in (2, 0, 16.5):
+        with pytest.raises(ValueError, match="pool_window"):
+            net.set_pool_window(bad)

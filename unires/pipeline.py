@@ -119,9 +119,9 @@ class TileSettings:
     pixel_tile: int = 1024  # encode/decode tiles, in pixels
     pixel_overlap: int = 64
     memory_fraction: float = 0.5
-    # Self-attention cost grows with the square of the tile area: on large images, tiles of
-    # at most this many latent pixels are faster even when memory would allow more.
-    max_latent_tile: int = 128
+    # On large images, tiles of at most this many latent pixels a side are faster even when
+    # memory would allow more (None: the network's, ``Denoiser.max_tile``).
+    max_latent_tile: int | None = None
 
 
 @dataclass
@@ -293,7 +293,10 @@ class UniResPipeline:
         budget = _available_memory(self.device) * tiles.memory_fraction
         align = self.pad_multiple // self.vae_factor
         tile = latent_tile_for_budget(n_tasks, self._bytes_per_latent_pixel(), budget, align)
-        return min(tile, max(align, tiles.max_latent_tile // align * align))
+        return min(tile, max(align, self._max_tile(tiles) // align * align))
+
+    def _max_tile(self, tiles: TileSettings) -> int:
+        return tiles.max_latent_tile or self.denoiser.max_tile
 
     # ---- restoration --------------------------------------------------------------------
     @torch.no_grad()
@@ -363,7 +366,7 @@ class UniResPipeline:
         if tiles.latent_tile == 0:
             return True
         side = max(lq.shape[-2:]) * restore_kwargs.get("scale", 1) / self.vae_factor
-        limit = tiles.latent_tile or tiles.max_latent_tile
+        limit = tiles.latent_tile or self._max_tile(tiles)
         return side <= limit
 
     def restore_tensor(

@@ -82,6 +82,18 @@ def network_activation_channels(net: torch.nn.Module) -> float:
     return per
 
 
+def network_max_tile(net: torch.nn.Module) -> int:
+    """The largest latent tile side worth one network call when memory allows more.
+
+    A UNet's self-attention costs the square of the tile's area: 128. The NAFNet has none:
+    272, so that a 256x256 input goes in one call (nothing to blend) and a 512x512 one in 2x2
+    tiles. Larger calls are slower per pixel on a CPU (cache; a 512x512 one about 1.5x), and
+    the NAFNet's channel attention, pooled over the whole tile, would meet statistics of an
+    area far beyond its training crops (docs/TRAINING.md, "Tiles and pooling windows").
+    """
+    return 272 if isinstance(net, ConditionalNAFNet) else 128
+
+
 def ddim_scheduler(config: Mapping) -> DDIMScheduler:
     """``DDIMScheduler.from_config(config)``: the keys of ``DDIMScheduler.__init__`` are used,
     others ignored. Built directly because ``from_config`` looks up the compatible schedulers,
@@ -161,6 +173,11 @@ class Denoiser:
     def activation_channels(self) -> float:
         """Activation channels per latent cell (for memory estimates of tiles)."""
         return network_activation_channels(_unwrap(self.net))
+
+    @property
+    def max_tile(self) -> int:
+        """The largest latent tile side worth one call (``network_max_tile``)."""
+        return network_max_tile(_unwrap(self.net))
 
     def with_ensemble(self, n: int) -> Denoiser:
         """This denoiser with an ``n``-transform self-ensemble (1, 2, 4 or 8): each call

@@ -43,6 +43,9 @@ class NAFNetConfig:
     middle_blocks: int = 2
     decoder_blocks: tuple[int, ...] = (1, 1, 1)
     embed_dim: int = 128
+    # Channel attention's pooling window, latent pixels (TLC; ConditionalNAFNet.pool_window):
+    # about 1.5x the training crop; None pools over the whole input as NAFNet does.
+    pool_window: int | None = None
 
 
 BACKBONES = ("unet", "nafnet")
@@ -100,6 +103,7 @@ def build_model(cfg: ModelConfig, vae=None) -> ModelComponents:
             decoder_blocks=tuple(n.decoder_blocks),
             context_dim=cfg.unet.cross_attention_dim,
             embed_dim=n.embed_dim,
+            pool_window=n.pool_window,
         )
     else:
         unet = build_unet(cfg.unet)
