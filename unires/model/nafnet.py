@@ -96,16 +96,9 @@ class NAFBlock(nn.Module):
     in this block's pixels, of its channel attention's pooling (``local_mean``; None: global).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        embed_dim: int,
-        dw_expand: int = 2,
-        ffn_expand: int = 2,
-        pool_window: int | None = None,
-    ):
+    def __init__(self, channels: int, embed_dim: int, dw_expand: int = 2, ffn_expand: int = 2):
         super().__init__()
-        self.pool_window = pool_window
+        self.pool_window: int | None = None  # set by ConditionalNAFNet for the block's level
         c, dw, ffn = channels, channels * dw_expand, channels * ffn_expand
         self.norm1 = LayerNorm2d(c)
         self.conv1 = nn.Conv2d(c, dw, 1)
@@ -180,7 +173,7 @@ class ConditionalNAFNet(ModelMixin, ConfigMixin):
                 f"encoder_blocks {tuple(encoder_blocks)} and decoder_blocks "
                 f"{tuple(decoder_blocks)} must have the same length"
             )
-        _check_pool_window(pool_window, 2 ** len(encoder_blocks))
+        _check_pool_window(pool_window, self.downsample_factor)  # the config is registered
         self.gradient_checkpointing = False
         self.time_proj = Timesteps(64, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.embed = nn.Sequential(
