@@ -92,6 +92,23 @@ def test_items_have_matching_sizes_prompts_and_params(photo_dir):
     assert len(seen) >= 2
 
 
+def test_blind_samples_get_the_empty_prompt_and_a_complex_lq(photo_dir):
+    # "br" (this project's addition): BR samples of their own, degraded by a complex mixture.
+    ds = MultiTaskDataset(
+        roots=[str(photo_dir)], crop=48, seed=2, task_probs={"br": 1.0}, prompt_augmentation=False
+    )
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["prompt"] == "" and item["task"] == "br"
+        assert item["params"]["recipe"] == "complex" and len(item["params"]["stages"]) >= 2
+        assert not torch.equal(item["lq"], item["hq"])
+
+
+def test_a_task_without_a_training_recipe_is_refused_up_front(photo_dir):
+    with pytest.raises(ValueError, match="'downlq' has no training recipe"):
+        MultiTaskDataset(roots=[str(photo_dir)], crop=48, task_probs={"sr": 1.0, "downlq": 1.0})
+
+
 def test_items_depend_only_on_seed_epoch_and_index(photo_dir):
     ds = MultiTaskDataset(roots=[str(photo_dir)], crop=48, seed=7)
     a = ds[1]

@@ -244,12 +244,17 @@ RECIPES: dict[str, Recipe] = {
     "complex": complex_mixture,
 }
 
-# Training task code (unires.tasks) -> recipe.
+# Training task code (unires.tasks) -> recipe. The paper trains the four isolated tasks and
+# learns blind restoration (BR, the empty prompt) only from the 10% of samples whose prompt is
+# dropped. "br" is this project's addition, used only when a config gives it a probability
+# (`data.task_probs`): BR samples of their own whose LQ is a `complex` mixture of 2-4
+# degradations, as Real-ESRGAN and DiffBIR train their blind models on degradation chains.
 TASK_RECIPES: dict[str, Recipe] = {
     "sr": sr_mix,
     "md": motion_mix,
     "dd": defocus,
     "dn": denoise_mix,
+    "br": complex_mixture,
 }
 
 
@@ -259,7 +264,7 @@ def degrade_for_task(
     gen: torch.Generator | int,
     cfg: DegradationConfig | None = None,
 ) -> tuple[torch.Tensor, Params]:
-    """LQ for one of the four training tasks, at the HQ's size (UniRes's conditioning).
+    """LQ for a training task (``TASK_RECIPES``: the paper's four and "br"), at the HQ's size.
 
     Raises:
         ValueError: a task with no training recipe.
