@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from unires.config import load_yaml
+from unires.data.task_sampling import validate_task_probs
 from unires.model.autoencoder import UniResAutoencoder
+from unires.tasks import TRAINING_TASK_PROBS
 from unires.train.diffusion import TrainConfig, export_from_checkpoint, latest_checkpoint, train
 
 CONFIG = Path(__file__).parents[1] / "configs" / "tiny.yaml"
@@ -153,7 +155,15 @@ def test_committed_configs_load(path):
         return
     cfg = load_yaml(TrainConfig, path)
     assert cfg.steps > 0 and cfg.image_drop == pytest.approx(0.1)
-    assert sum(cfg.data.task_probs.values()) == pytest.approx(1.0)
+    # Weights, normalised by the dataset; the paper's four tasks keep its proportions (Sec. 4)
+    # among themselves, beside any blind-restoration ("br") samples on complex mixtures.
+    probs = validate_task_probs(cfg.data.task_probs)
+    paper = {t: probs[t] for t in TRAINING_TASK_PROBS if t in probs}
+    if len(paper) == len(TRAINING_TASK_PROBS):
+        total = sum(paper.values())
+        for t, p in TRAINING_TASK_PROBS.items():
+            assert paper[t] / total == pytest.approx(p), (path.name, t)
+    assert set(probs) <= set(TRAINING_TASK_PROBS) | {"br"}
     if cfg.init_from and cfg.init_from.startswith("unires/weights"):  # the shipped weights
         assert (CONFIG.parents[1] / cfg.init_from / "model_index.json").is_file()
 
