@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..degrade.recipes import TASK_RECIPES, DegradationConfig, degrade_for_task
+from ..degrade.recipes import DegradationConfig, degrade_for_task, task_recipe
 from ..degrade.rng import generator_for
 from ..io import list_images, load_rgb
 from ..tasks import TRAINING_TASK_PROBS, get_task
@@ -64,11 +64,8 @@ class MultiTaskDataset(Dataset):
     ):
         self.task_probs = validate_task_probs(task_probs or TRAINING_TASK_PROBS)
         for code in self.task_probs:
-            get_task(code)  # unknown codes fail here, not in a worker
-            if code not in TASK_RECIPES:
-                raise ValueError(
-                    f"task {code!r} has no training recipe (have {', '.join(TASK_RECIPES)})"
-                )
+            get_task(code)  # unknown codes and codes with no recipe fail here, not in a worker
+            task_recipe(code)
         self.files = [Path(f) for f in files] if files is not None else list_images(roots)
         if not self.files:
             raise ValueError(f"no images found in {', '.join(map(str, roots)) or 'the file list'}")

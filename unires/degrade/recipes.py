@@ -258,6 +258,20 @@ TASK_RECIPES: dict[str, Recipe] = {
 }
 
 
+def task_recipe(task_code: str) -> Recipe:
+    """The training recipe of a task code (``TASK_RECIPES``).
+
+    Raises:
+        ValueError: a task with no training recipe.
+    """
+    try:
+        return TASK_RECIPES[task_code]
+    except KeyError:
+        raise ValueError(
+            f"task {task_code!r} has no training recipe (have {', '.join(TASK_RECIPES)})"
+        ) from None
+
+
 def degrade_for_task(
     task_code: str,
     hq: torch.Tensor,
@@ -269,13 +283,7 @@ def degrade_for_task(
     Raises:
         ValueError: a task with no training recipe.
     """
-    try:
-        recipe = TASK_RECIPES[task_code]
-    except KeyError:
-        raise ValueError(
-            f"no training recipe for task {task_code!r} (have {', '.join(TASK_RECIPES)})"
-        ) from None
-    lq, params = recipe(hq, rng.as_generator(gen), cfg, 1)
+    lq, params = task_recipe(task_code)(hq, rng.as_generator(gen), cfg, 1)
     for p in params:
         p["task"] = task_code
     return lq, params
