@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import string
+import sys
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+from PIL import Image
 
 from unires.model.bundle import ModelFolderError, load_model
 from unires.model.convert import convert_stable_diffusion
@@ -115,3 +118,21 @@ def test_converted_model_runs_in_the_pipeline(tiny_sd, tmp_path):
 def test_non_sd_folder_is_refused(tmp_path):
     with pytest.raises(ModelFolderError, match="missing unet/"):
         convert_stable_diffusion(tmp_path, tmp_path / "out")
+
+
+def test_a_clip_folder_without_transformers_gets_a_one_line_error(
+    tiny_sd, tmp_path, monkeypatch, capsys
+):
+    """transformers is the `sd` extra: without it a CLIP folder names itself and the extra."""
+    from unires.cli import main
+
+    out = convert_stable_diffusion(tiny_sd, tmp_path / "unires")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    with pytest.raises(ImportError, match=r"unires\[sd\]"):
+        CLIPPromptEncoder.from_pretrained(out)
+    img = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    capsys.readouterr()  # what loading CLIP printed above
+    assert main(["restore", str(img), "-o", str(tmp_path / "o"), "--model", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unires[sd]" in err and len(err.splitlines()) == 1

@@ -120,6 +120,30 @@ def test_call_concatenates_the_condition_and_casts():
     assert out.dtype == torch.float32 and out.shape == x_t.shape
 
 
+def test_cpu_calls_are_channels_last_and_large_batches_go_in_parts(monkeypatch):
+    """On a CPU the network sees NHWC input, and a batch over CPU_PIXELS_PER_CALL is run in
+    parts (each with its own timesteps and prompts) whose outputs equal the whole call's."""
+    import unires.model.denoiser as denoiser_module
+
+    d = _denoiser()
+    x_t, cond = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    t, ctx = torch.tensor([1, 2, 3, 4, 5]), torch.randn(5, 2, 7)
+    whole = d(x_t, t, cond, ctx)
+    assert len(d.net.seen) == 1
+    assert d.net.seen[-1][0].is_contiguous(memory_format=torch.channels_last)
+    assert whole.is_contiguous()
+    monkeypatch.setattr(denoiser_module, "CPU_PIXELS_PER_CALL", 2 * 4 * 4)
+    d.net.seen.clear()
+    parts = d(x_t, t, cond, ctx)
+    assert [len(x) for x, _, _ in d.net.seen] == [2, 2, 1]
+    assert torch.equal(torch.cat([s[1] for s in d.net.seen]), t)
+    assert torch.equal(torch.cat([s[2] for s in d.net.seen]), ctx)
+    torch.testing.assert_close(parts, whole)
+    d.net.seen.clear()
+    d(x_t, torch.tensor(10), cond, ctx)  # one timestep for the whole batch
+    assert [int(tt) for _, s, _ in d.net.seen for tt in s] == [10] * 5
+
+
 def test_loss_is_per_sample_and_zero_for_a_perfect_network():
     d = _denoiser("sample")
     d.net.scale.data.zero_()  # output = 1 everywhere: perfect for x0 = 1

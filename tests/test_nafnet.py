@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unires.model.nafnet import ConditionalNAFNet, local_mean
+from unires.model.nafnet import ConditionalNAFNet, LayerNorm2d, NAFBlock, local_mean
 from unires.pipeline import TileSettings, UniResPipeline
 
 W = {"md": 0.6, "dn": -0.2, "downlq": 0.6}
@@ -221,3 +221,40 @@ def test_pool_window_changes_only_inputs_larger_than_the_window(tiny_nafnet_pipe
     for bad in (2, 0, 16.5):
         with pytest.raises(ValueError, match="pool_window"):
             net.set_pool_window(bad)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_block_folds_its_affine_maps_into_the_norm_and_the_kernels(batch):
+    """NAFBlock's adaptive LayerNorm and its beta / gamma gains, folded for speed, compute
+    norm(x) * (1 + scale) + shift and x + conv(y) * beta as written (NAFNet, DiT's adaLN),
+    in NCHW and in channels-last."""
+    g = torch.Generator().manual_seed(5)
+    block = NAFBlock(4, 6)
+    for p in block.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.5
+    x = torch.randn(batch, 4, 5, 6, generator=g, dtype=torch.float64)
+    emb = torch.randn(batch, 6, generator=g, dtype=torch.float64)
+    block = block.double()
+
+    def layer_norm(norm: LayerNorm2d, v):
+        mean = v.mean(1, keepdim=True)
+        var = v.var(1, keepdim=True, unbiased=False)
+        return (v - mean) / (var + norm.eps).sqrt() * norm.weight[:, None, None] + norm.bias[
+            :, None, None
+        ]
+
+    def gate(v):
+        a, b = v.chunk(2, dim=1)
+        return a * b
+
+    s1, h1, s2, h2 = block.modulation(emb)[..., None, None].chunk(4, dim=1)
+    y = gate(block.conv2(block.conv1(layer_norm(block.norm1, x) * (1 + s1) + h1)))
+    y = y * block.sca(y.mean(dim=(2, 3), keepdim=True))
+    expected = x + block.conv3(y) * block.beta
+    y = block.conv5(gate(block.conv4(layer_norm(block.norm2, expected) * (1 + s2) + h2)))
+    expected = expected + y * block.gamma
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, emb), expected)
+        nhwc = block(x.contiguous(memory_format=torch.channels_last), emb)
+    torch.testing.assert_close(nhwc, expected)
+    assert not torch.allclose(expected, x)  # the block did something

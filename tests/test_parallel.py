@@ -216,7 +216,8 @@ def test_search_split_candidates_resumes_from_part_tables(runs):
     one = read_score_table(runs.root / "big-one" / "im0.csv")
     resumed = read_score_table(runs.root / "big-resumed" / "im0.csv")
     assert resumed.keys() == one.keys()
-    assert list(resumed.values()) == pytest.approx(list(one.values()), abs=1e-5)
+    # Float noise only: the resumed run batches its candidates otherwise (Denoiser._network).
+    assert list(resumed.values()) == pytest.approx(list(one.values()), rel=1e-5, abs=1e-5)
     assert list((runs.root / "big-resumed").glob("*.part*")) == []  # folded into the table
 
 

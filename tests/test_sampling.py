@@ -88,7 +88,9 @@ def test_one_hot_reproduces_single_task_sampling(unet):
         return unet(inp, t, encoder_hidden_states=emb["md"][None]).sample
 
     reference = sample_unires_ddim(single_task, x, SCHED, 4, disable=True)
-    assert torch.equal(mixed, reference)
+    # Not bit-equal: on a CPU the denoiser feeds the network channels-last (another order
+    # of summation inside the convolutions).
+    torch.testing.assert_close(mixed, reference)
 
 
 @torch.no_grad()

@@ -82,7 +82,7 @@ def load_pipeline(args: argparse.Namespace):
 
     try:
         return UniResPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    except (EmbeddedModelMissing, ModelFolderError, OSError, ValueError) as e:
+    except (EmbeddedModelMissing, ModelFolderError, ImportError, OSError, ValueError) as e:
         raise UsageError(first_line(e)) from None
 
 

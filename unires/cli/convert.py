@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.output}: exists and is not empty")
     try:
         out = convert_stable_diffusion(args.source, args.output)
-    except (ModelFolderError, OSError) as e:
+    except (ModelFolderError, ImportError, OSError) as e:
         raise UsageError(first_line(e)) from None
     print(f"UniRes model written to {out}")
     return 0

@@ -53,10 +53,23 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Layer norm over the channels of (B, C, H, W), per pixel."""
-        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+    def forward(
+        self, x: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Layer norm over the channels of (B, C, H, W), per pixel. With ``scale`` and ``shift``
+        (B, C, 1, 1), the adaptive form norm(x) * (1 + scale) + shift (DiT's adaLN), its two
+        affine maps folded into one: a single pass over x for one sample, two for a batch."""
+        c = x.shape[1:2]
+        nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels_last
+        if scale is None:
+            return F.layer_norm(nhwc, c, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+        weight = self.weight[:, None, None] * (1 + scale)
+        bias = self.bias[:, None, None] * (1 + scale) + shift
+        if x.shape[0] == 1:
+            y = F.layer_norm(nhwc, c, weight.flatten(), bias.flatten(), self.eps)
+            return y.permute(0, 3, 1, 2)
+        y = F.layer_norm(nhwc, c, None, None, self.eps).permute(0, 3, 1, 2)
+        return torch.addcmul(bias, y, weight)
 
 
 def local_mean(x: torch.Tensor, window: int | None) -> torch.Tensor:
@@ -118,13 +131,21 @@ class NAFBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W), modulated by the time and prompt embedding ``emb`` (B, E)."""
         scale1, shift1, scale2, shift2 = self.modulation(emb)[..., None, None].chunk(4, dim=1)
-        y = self.norm1(x) * (1 + scale1) + shift1
+        y = self.norm1(x, scale1, shift1)
         y = simple_gate(self.conv2(self.conv1(y)))
         y = y * self.sca(local_mean(y, self.pool_window))
-        x = x + self.conv3(y) * self.beta
-        y = self.norm2(x) * (1 + scale2) + shift2
-        y = self.conv5(simple_gate(self.conv4(y)))
-        return x + y * self.gamma
+        x = x + _scaled_conv(self.conv3, y, self.beta)
+        y = simple_gate(self.conv4(self.norm2(x, scale2, shift2)))
+        return x + _scaled_conv(self.conv5, y, self.gamma)
+
+
+def _scaled_conv(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``conv(x) * scale`` for a per-channel ``scale`` (1, C_out, 1, 1), the scale folded into
+    the (small) kernel and bias instead of a pass over the (large) output."""
+    s = scale.reshape(-1)
+    return F.conv2d(
+        x, conv.weight * s[:, None, None, None], conv.bias * s, conv.stride, conv.padding
+    )
 
 
 class ConditionalNAFNet(ModelMixin, ConfigMixin):

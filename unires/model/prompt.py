@@ -75,8 +75,17 @@ class CLIPPromptEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, torch_dtype: torch.dtype | None = None):
-        """The CLIP tokenizer and text encoder of a folder (``tokenizer/``, ``text_encoder/``), offline."""
-        from transformers import CLIPTextModel, CLIPTokenizer
+        """The CLIP tokenizer and text encoder of a folder (``tokenizer/``, ``text_encoder/``), offline.
+
+        Raises:
+            ImportError: transformers is not installed (the ``sd`` extra).
+        """
+        try:
+            from transformers import CLIPTextModel, CLIPTokenizer
+        except ImportError:
+            raise ImportError(
+                f"{folder}: a CLIP text encoder needs transformers: pip install 'unires[sd]'"
+            ) from None
 
         folder = Path(folder)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
