@@ -222,24 +222,25 @@ class Denoiser:
 
     def _network(self, x: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
-            return self._call_net(x, t, context)
-        # On a CPU a large batch is slower than its samples one after another (activations
-        # fall out of cache: two 512 x 512 samples 4.1 s together, 2.3 s apart; eight 64 x 64
-        # ones 0.17 s together, 0.33 s apart), so calls hold at most CPU_PIXELS_PER_CALL.
-        n = max(1, CPU_PIXELS_PER_CALL // (x.shape[-2] * x.shape[-1]))
-        if n >= x.shape[0]:
-            return self._call_net(x, t, context)
-        t = torch.as_tensor(t).flatten().expand(x.shape[0])
-        parts = zip(x.split(n), t.split(n), context.split(n), strict=True)
-        return torch.cat([self._call_net(*part) for part in parts])
-
-    def _call_net(self, x: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
+            return self._call_net(x, t, context, torch.preserve_format)
         # On a CPU the input goes in channels-last (NHWC): oneDNN's convolutions then skip a
         # layout reorder per layer and the per-pixel LayerNorms read contiguous channels
         # (the embedded model's call at 512 x 512 on 2 cores: 2.8 s -> 2.0 s, same output).
-        fmt = torch.channels_last if x.device.type == "cpu" else torch.preserve_format
+        # And a large batch is slower than its samples one after another (activations fall
+        # out of cache: two 512 x 512 samples 4.1 s together, 2.3 s apart; eight 64 x 64 ones
+        # 0.17 s together, 0.33 s apart), so calls hold at most CPU_PIXELS_PER_CALL.
+        n = max(1, CPU_PIXELS_PER_CALL // (x.shape[-2] * x.shape[-1]))
+        if n >= x.shape[0]:
+            return self._call_net(x, t, context, torch.channels_last)
+        t = torch.as_tensor(t).flatten().expand(x.shape[0])
+        parts = zip(x.split(n), t.split(n), context.split(n), strict=True)
+        return torch.cat([self._call_net(*part, torch.channels_last) for part in parts])
+
+    def _call_net(self, x: torch.Tensor, t, context: torch.Tensor, memory_format) -> torch.Tensor:
         dtype = self.dtype
-        out = self.net(x.to(dtype, memory_format=fmt), t, encoder_hidden_states=context.to(dtype))
+        out = self.net(
+            x.to(dtype, memory_format=memory_format), t, encoder_hidden_states=context.to(dtype)
+        )
         return out.sample.float().contiguous()
 
     # ---- prediction types -----------------------------------------------------------------
