@@ -156,6 +156,8 @@ def test_loss_is_per_sample_and_zero_for_a_perfect_network():
     plain = d.loss(x0, torch.zeros_like(x0), torch.zeros(3, 2, 4), t, noise)
     weighted = d.loss(x0, torch.zeros_like(x0), torch.zeros(3, 2, 4), t, noise, "target_energy")
     torch.testing.assert_close(weighted, plain)  # E[x0^2] = 1: the weighting changes nothing
+    psnr = d.loss(x0, torch.zeros_like(x0), torch.zeros(3, 2, 4), t, noise, "psnr")
+    torch.testing.assert_close(psnr, 10 * torch.log10(plain + 1e-8))  # minus the PSNR, in dB
     plain.mean().backward()
     assert d.net.scale.grad is not None
     with pytest.raises(ValueError, match="loss_weighting"):

@@ -44,7 +44,7 @@ DIHEDRAL = (
     (3, True),
 )
 ENSEMBLE_SIZES = (1, 2, 4, 8)
-LOSS_WEIGHTINGS = ("none", "target_energy")
+LOSS_WEIGHTINGS = ("none", "target_energy", "psnr")
 
 
 def network_channels(net: torch.nn.Module) -> tuple[int, int]:
@@ -291,9 +291,13 @@ class Denoiser:
     ) -> torch.Tensor:
         """Per-sample loss (B,): mean squared error of the model output against ``target``.
 
-        ``weighting``: "none" (plain MSE, the paper) or "target_energy": each sample divided
+        ``weighting``: "none" (plain MSE, the paper); "target_energy": each sample divided
         by the expected energy of its target given x0, so tasks whose residuals are small
-        (mild noise) weigh as much as those with large ones (x4 SR; docs/TRAINING.md).
+        (mild noise) weigh as much as those with large ones (x4 SR; docs/TRAINING.md); or
+        "psnr": ``10 log10(MSE + 1e-8)`` per sample, NAFNet's PSNR loss (Chen et al. 2022):
+        its mean over a batch is minus the mean PSNR that the benchmarks report, so a 1%
+        smaller error counts as much on a mild-noise sample as on a heavy blur (the
+        gradient of a sample is its MSE's divided by the MSE itself).
 
         Raises:
             ValueError: an unknown ``weighting``.
@@ -305,6 +309,8 @@ class Denoiser:
         per_sample = (pred - target.float()).pow(2).flatten(1).mean(1)
         if weighting == "none":
             return per_sample
+        if weighting == "psnr":
+            return 10 * torch.log10(per_sample + 1e-8)
         energy = x0.detach().float().pow(2).flatten(1).mean(1)
         if self.prediction_type == "v_prediction":  # E[v^2 | x0] = abar + (1 - abar) |x0|^2
             a, _ = self._coefficients(t, energy)
