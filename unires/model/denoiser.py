@@ -87,9 +87,11 @@ def network_max_tile(net: torch.nn.Module) -> int:
 
     A UNet's self-attention costs the square of the tile's area: 128. The NAFNet has none:
     272, so that a 256x256 input goes in one call (nothing to blend) and a 512x512 one in 2x2
-    tiles. Larger calls are slower per pixel on a CPU (cache; a 512x512 one about 1.5x), and
-    the NAFNet's channel attention, pooled over the whole tile, would meet statistics of an
-    area far beyond its training crops (docs/TRAINING.md, "Tiles and pooling windows").
+    tiles. Since a CPU call runs channels-last, larger calls are no faster per pixel (a
+    512x512 restore of the embedded model on 2 cores: 3.5-3.9 s in one call per task against
+    3.3-3.7 s in 2x2 tiles) and need more memory (peak RSS 743-837 MB against 550-566 MB),
+    and the NAFNet's channel attention, pooled over the whole tile, would meet statistics of
+    an area far beyond its training crops (docs/TRAINING.md, "Tiles and pooling windows").
     """
     return 272 if isinstance(net, ConditionalNAFNet) else 128
 
