@@ -1,11 +1,32 @@
-"""Shared fixtures: tiny random UniRes models built and saved by the tests themselves."""
+"""Shared fixtures: tiny random UniRes models built and saved by the tests themselves, and
+the project's tools/ scripts as modules."""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool(NAME)``: the module tools/NAME.py (tools/ is not a package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from unires.model.bundle import load_model, save_model
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "average_models", ROOT / "tools" / "average_models.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_average_is_the_mean_of_the_weights(tiny_nafnet_dir, tmp_path):
+def test_average_is_the_mean_of_the_weights(tiny_nafnet_dir, tmp_path, load_tool):
     shifted = load_model(tiny_nafnet_dir)
     with torch.no_grad():
         for p in list(shifted.unet.parameters()) + list(shifted.prompt_encoder.parameters()):
             p.add_(1.0)
     save_model(shifted, tmp_path / "shifted")
-    out = _tool().average([tiny_nafnet_dir, tmp_path / "shifted"], tmp_path / "soup")
+    out = load_tool("average_models").average(
+        [tiny_nafnet_dir, tmp_path / "shifted"], tmp_path / "soup"
+    )
     a, soup = load_model(tiny_nafnet_dir), load_model(out)
     for name in ("unet", "prompt_encoder"):
         sa, ss = getattr(a, name).state_dict(), getattr(soup, name).state_dict()
@@ -40,8 +26,10 @@ def test_average_is_the_mean_of_the_weights(tiny_nafnet_dir, tmp_path):
     assert soup.settings == a.settings
 
 
-def test_average_refuses_an_existing_output_and_a_single_folder(tiny_nafnet_dir, tmp_path):
-    tool = _tool()
+def test_average_refuses_an_existing_output_and_a_single_folder(
+    tiny_nafnet_dir, tmp_path, load_tool
+):
+    tool = load_tool("average_models")
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="taken"):
         tool.average([tiny_nafnet_dir, tiny_nafnet_dir], tmp_path / "taken")

@@ -4,8 +4,6 @@ raise say so (check_docstrings.py); no function is over 80 lines (check_function
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,24 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tool(name: str):
-    """The module tools/NAME.py (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("tool", ["check_docstrings", "check_function_length"])
-def test_the_library_passes_the_code_check(tool):
+def test_the_library_passes_the_code_check(tool, load_tool):
     """Every public function has a docstring naming what it raises; none is over 80 lines."""
-    problems = _tool(tool).check(ROOT / "unires")
+    problems = load_tool(tool).check(ROOT / "unires")
     assert not problems, "\n".join(problems)
 
 
-def test_the_checker_finds_missing_docstrings_and_unstated_raises(tmp_path):
-    checker = _tool("check_docstrings")
+def test_the_checker_finds_missing_docstrings_and_unstated_raises(tmp_path, load_tool):
+    checker = load_tool("check_docstrings")
     source = tmp_path / "pkg" / "m.py"
     source.parent.mkdir()
     source.write_text(
@@ -52,8 +41,8 @@ def test_the_checker_finds_missing_docstrings_and_unstated_raises(tmp_path):
     ]
 
 
-def test_the_checker_counts_from_def_to_the_end_of_the_body(tmp_path):
-    checker = _tool("check_function_length")
+def test_the_checker_counts_from_def_to_the_end_of_the_body(tmp_path, load_tool):
+    checker = load_tool("check_function_length")
     source = tmp_path / "pkg" / "m.py"
     source.parent.mkdir()
     body, nested = "    x = 1\n" * 3, "        x = 1\n" * 3

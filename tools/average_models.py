@@ -6,12 +6,13 @@ embedded weights of v2 run 17 are the average of runs 16 and 17 (docs/TRAINING.m
     python tools/average_models.py RUN_A/final RUN_B/final -o OUT   # fp32 model folder
 
 The unet and the prompt table are averaged; the autoencoder, scheduler and "unires" settings
-are the first folder's. OUT must not exist (nothing is replaced).
+are the first folder's. OUT must not exist (nothing is replaced); it appears only when complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,9 +43,12 @@ def average(folders: list[Path], out: Path) -> Path:
                 raise ValueError(
                     f"{folder}: its {name} differs from {folders[0]}'s in tensors or shapes"
                 )
-        mean = {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
+        mean = {k: torch.stack([s[k] for s in states]).mean(0) for k in states[0]}
         getattr(first, name).load_state_dict(mean)
-    return save_model(first, out)
+    tmp = out.with_name(out.name + ".tmp")  # renamed into place when complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(first, tmp)
+    return tmp.rename(out)
 
 
 def main(argv: list[str] | None = None) -> int:
