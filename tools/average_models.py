@@ -12,7 +12,6 @@ are the first folder's. OUT must not exist (nothing is replaced); it appears onl
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ def average(folders: list[Path], out: Path) -> Path:
         unires.model.bundle.ModelFolderError: a folder is not a UniRes model folder.
     """
     from unires.model.bundle import load_model, save_model
+    from unires.utils import atomic_dir
 
     if len(folders) < 2:
         raise ValueError("give at least two model folders to average")
@@ -45,10 +45,9 @@ def average(folders: list[Path], out: Path) -> Path:
                 )
         mean = {k: torch.stack([s[k] for s in states]).mean(0) for k in states[0]}
         getattr(first, name).load_state_dict(mean)
-    tmp = out.with_name(out.name + ".tmp")  # renamed into place when complete
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(first, tmp)
-    return tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        save_model(first, tmp)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

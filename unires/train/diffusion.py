@@ -40,7 +40,7 @@ from ..model.factory import ModelConfig, build_model
 from ..model.nafnet import ConditionalNAFNet
 from ..model.prompt import TaskPromptTable
 from ..tasks import TRAINING_TASK_PROBS
-from ..utils import atomic_path, atomic_write_text
+from ..utils import atomic_dir, atomic_path, atomic_write_text
 from .ema import EMA
 
 # Learning-rate schedules (diffusers' get_scheduler) and accelerate's precisions.
@@ -697,11 +697,8 @@ def export_model(accelerator, comps, unet, prompt_encoder, ema, settings, folder
     """Write the EMA model as a UniRes model folder (fp16 safetensors), replacing ``folder``
     only once it is complete; returns ``folder``."""
     model = _ema_components(accelerator, comps, unet, prompt_encoder, ema, settings)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp, dtype=torch.float16)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with atomic_dir(folder) as tmp:
+        save_model(model, tmp, dtype=torch.float16)
     return folder
 
 
