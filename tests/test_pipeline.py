@@ -54,6 +54,29 @@ def test_save_load_round_trip_gives_identical_output(tiny_pipe, tmp_path):
     assert index["vae"] == ["unires", "UniResAutoencoder"]
 
 
+def test_colour_fix_default_comes_from_the_model_folder(tiny_pipe, tmp_path):
+    from unires.config import ConfigError
+
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    adain = tiny_pipe.restore_tensor(x, W, steps=2, color_fix="adain")
+    plain = tiny_pipe.restore_tensor(x, W, steps=2, color_fix="none")
+    assert not torch.allclose(adain, plain, atol=1e-3)
+    assert torch.equal(tiny_pipe.restore_tensor(x, W, steps=2), adain)  # the paper's default
+    tiny_pipe.save_pretrained(tmp_path / "m")
+    index_path = tmp_path / "m" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    assert index["unires"]["default_color_fix"] == "adain"
+    index["unires"]["default_color_fix"] = "none"
+    index_path.write_text(json.dumps(index))
+    pipe = UniResPipeline.from_pretrained(tmp_path / "m", device="cpu", dtype="fp32")
+    assert torch.equal(pipe.restore_tensor(x, W, steps=2), plain)
+    assert torch.equal(pipe.restore_tensor(x, W, steps=2, color_fix="adain"), adain)
+    index["unires"]["default_color_fix"] = "histogram"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match="default_color_fix"):
+        load_model(tmp_path / "m")
+
+
 def test_fp16_save_and_bf16_run(tiny_pipe, tmp_path):
     tiny_pipe.save_pretrained(tmp_path / "half", dtype=torch.float16)
     st = (tmp_path / "half" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size

@@ -349,11 +349,13 @@ class UniResPipeline:
         )
 
     def finish(self, prepared: PreparedImage, x0: torch.Tensor, tiles, color_fix) -> torch.Tensor:
-        """Sampled x0 -> image: add z_LQ back (residual models), decode, crop, colour fix."""
+        """Sampled x0 -> image: add z_LQ back (residual models), decode, crop, colour fix
+        (``color_fix`` None: the model's ``default_color_fix``)."""
         z0 = self.denoiser.from_diffused(x0, prepared.z_lq)
         h, w = prepared.lq.shape[-2:]
         out = self.decode(z0, tiles or TileSettings())[..., :h, :w]
-        out = apply_color_fix(out, prepared.lq.to(out).expand_as(out), color_fix)
+        method = color_fix or self.settings.default_color_fix
+        out = apply_color_fix(out, prepared.lq.to(out).expand_as(out), method)
         return out.clamp(0, 1).cpu()
 
     def batches_candidates(self, lq: torch.Tensor, restore_kwargs: Mapping) -> bool:
@@ -377,7 +379,7 @@ class UniResPipeline:
         steps: int | None = None,
         seed: int = 0,
         scale: int = 1,
-        color_fix: str | None = "adain",
+        color_fix: str | None = None,
         downlq_factor: int | None = None,
         tiles: TileSettings | None = None,
         eta: float = 0.0,
@@ -391,6 +393,8 @@ class UniResPipeline:
         LQ latent noised part-way (more fidelity, less generated detail). ``ensemble`` 2, 4
         or 8: each network call averaged over that many flips and turns of its input
         (``Denoiser.with_ensemble``; EDSR's self-ensemble), at that many times the cost.
+        ``color_fix`` "adain", "wavelet" or "none" (``sampling.color``); None: the model's
+        ``default_color_fix``.
 
         Raises:
             ValueError: ``strength`` outside (0, 1]; weights that ``validate_weights`` rejects

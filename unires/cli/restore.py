@@ -64,7 +64,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--downlq-factor", type=int, default=None, help="DownLQ factor (default 4)")
     add_ensemble_argument(p)
     p.add_argument(
-        "--color-fix", choices=("adain", "wavelet", "none"), default="adain", help="colour fix"
+        "--color-fix",
+        choices=("adain", "wavelet", "none"),  # sampling.color.COLOR_FIXES, without torch here
+        default=None,
+        help="colour fix after decoding (default: the model's: none for the embedded model, "
+        "AdaIN, the paper's, for a folder that does not say)",
     )
     p.add_argument(
         "--format",

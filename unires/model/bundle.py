@@ -28,6 +28,7 @@ from diffusers.utils import is_accelerate_available
 
 from .. import __version__
 from ..config import choice, from_dict, to_dict
+from ..sampling.color import COLOR_FIXES
 from ..utils import atomic_write_text
 from .autoencoder import vae_latent_channels
 from .denoiser import ddim_scheduler, network_channels
@@ -54,6 +55,9 @@ class UniResSettings:
     downlq_factor: int = 4
     default_steps: int = 20
     default_weights: dict[str, float] = field(default_factory=lambda: {"dn": -0.2, "downlq": 1.2})
+    # The colour fix after decoding when the caller names none: AdaIN (the paper's, for
+    # latent models whose colours drift), or "none" for a model measured better without.
+    default_color_fix: str = choice("adain", COLOR_FIXES)
     description: str = ""
     # Per-channel standardisation of the condition latents before they enter the UNet
     # (model.denoiser.Denoiser.condition). An autoencoder whose channels differ 100x in

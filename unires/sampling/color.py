@@ -1,13 +1,19 @@
 """Colour correction after decoding (paper Sec. 4: AdaIN, following StableSR).
 
 Diffusion outputs can drift in global colour; these pull the result's colour statistics
-back to the reference (the LQ input, upscaled to the output size for x4).
+back to the reference (the LQ input, upscaled to the output size for x4). AdaIN also gives
+the result the reference's contrast, which a noisy reference inflates (its variance is the
+clean image's plus the noise's) and a blurred one deflates: a model that does not drift
+(the embedded one) restores better without it, and says so in its folder
+(``default_color_fix``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+COLOR_FIXES = ("adain", "wavelet", "none")
 
 
 def adain_color_fix(result: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5):

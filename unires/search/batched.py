@@ -223,7 +223,7 @@ class CandidateSampler:
 
 @torch.no_grad()
 def decode_candidates(
-    pipe, prepared: PreparedImage, latents: torch.Tensor, *, color_fix="adain", tiles=None
+    pipe, prepared: PreparedImage, latents: torch.Tensor, *, color_fix=None, tiles=None
 ) -> torch.Tensor:
     """Sampled latents (n, C, h, w) -> images n x 3 x H x W in [0, 1] on the CPU, finished
     exactly as ``restore_tensor`` finishes them, DECODE_BATCH at a time."""
@@ -238,7 +238,7 @@ def decode_candidates(
 def restore_in_chunks(
     sampler: CandidateSampler,
     *,
-    color_fix: str | None = "adain",
+    color_fix: str | None = None,
     tiles=None,
     chunk: int = 4 * DECODE_BATCH,
     share: tuple[int, int] = (0, 1),
@@ -271,7 +271,7 @@ def restore_candidates(
     steps: int | None = None,
     seed: int = 0,
     scale: int = 1,
-    color_fix: str | None = "adain",
+    color_fix: str | None = None,
     downlq_factor: int | None = None,
     tiles=None,
     strength: float = 1.0,

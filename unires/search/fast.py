@@ -106,7 +106,7 @@ def fast_search(
     survivors: int = 16,
     proxy_side: int | tuple[int, int] | None = 192,
     scale: int = 1,
-    color_fix: str | None = "adain",
+    color_fix: str | None = None,
     downlq_factor: int | None = None,
     tiles=None,
     strength: float = 1.0,
