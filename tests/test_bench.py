@@ -16,27 +16,23 @@ def test_quality_benchmark_writes_tables(tiny_model_dir, tmp_path, capsys):
     yy, xx = np.mgrid[0:80, 0:96]
     img = np.stack([np.sin(xx / 5.0), np.cos(yy / 7.0), np.sin((xx + yy) / 9.0)], -1)
     Image.fromarray(((img + 1) * 120).astype(np.uint8)).save(hq / "a.png")
-    code = main(
-        [
-            "bench",
-            "quality",
-            "--model",
-            str(tiny_model_dir),
-            "--hq-dir",
-            str(hq),
-            "--out",
-            str(tmp_path / "q"),
-            "--recipes",
-            "noise,complex",
-            "--crop",
-            "64",
-            "--steps",
-            "1",
-            "--device",
-            "cpu",
-        ]
-    )
-    assert code == 0
+    args = [
+        "bench",
+        "quality",
+        "--model",
+        str(tiny_model_dir),
+        "--hq-dir",
+        str(hq),
+        "--recipes",
+        "noise,complex",
+        "--crop",
+        "64",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    assert main([*args, "--out", str(tmp_path / "q")]) == 0
     rows = json.loads((tmp_path / "q" / "quality.json").read_text())
     methods = {(r["recipe"], r["method"].split(" (")[0]) for r in rows}
     assert ("noise", "LQ") in methods and ("noise", "one-hot dn") in methods
@@ -44,6 +40,14 @@ def test_quality_benchmark_writes_tables(tiny_model_dir, tmp_path, capsys):
     lq = next(r for r in rows if r["recipe"] == "noise" and r["method"] == "LQ")
     assert 5 < lq["psnr"] < 60
     assert "| noise | LQ |" in (tmp_path / "q" / "quality.md").read_text()
+    # --color-fix reaches the restorations (the tiny model's default is AdaIN): only the
+    # model's rows change.
+    assert main([*args, "--out", str(tmp_path / "plain"), "--color-fix", "none"]) == 0
+    plain = json.loads((tmp_path / "plain" / "quality.json").read_text())
+    score = {(r["recipe"], r["method"]): r["psnr"] for r in plain}
+    for r in rows:
+        changed = score[(r["recipe"], r["method"])] != r["psnr"]
+        assert changed == (r["method"] == "one-hot dn" or "=" in r["method"]), r["method"]
 
 
 def test_speed_benchmark_reports_both_modes(tmp_path, capsys):

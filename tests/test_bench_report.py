@@ -61,7 +61,16 @@ class IdentityPipe:
     """Stands in for a model: returns the (upscaled) input."""
 
     def restore_tensor(
-        self, lq, weights, *, steps=None, seed=0, scale=1, downlq_factor=None, ensemble=1
+        self,
+        lq,
+        weights,
+        *,
+        steps=None,
+        seed=0,
+        scale=1,
+        downlq_factor=None,
+        ensemble=1,
+        color_fix=None,
     ):
         if scale != 1:
             lq = torch.nn.functional.interpolate(lq, scale_factor=scale, mode="nearest")

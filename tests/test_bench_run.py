@@ -170,8 +170,24 @@ def test_bench_run_refuses_an_output_folder_of_other_settings(tiny_model_dir, se
     args = _bench_args(tiny_model_dir, sets, out)
     args[args.index("--peers") + 1] = "none"
     assert main(args) == 0
-    args[args.index("--steps") + 1] = "2"
+    steps = args.index("--steps") + 1
+    first = args[steps]
+    args[steps] = "2"
     assert main(args) == 2
+    args[steps] = first
+    assert main([*args, "--color-fix", "none"]) == 2  # the tiny model's default is AdaIN
+    plain = tmp_path / "plain"
+    args[args.index("--out") + 1] = str(plain)
+    assert main([*args, "--color-fix", "none"]) == 0
+
+    def psnrs(folder):
+        rows = json.loads((folder / "bench.json").read_text())["rows"]
+        return {(r["set"], r["method"]): r["metrics"]["psnr"] for r in rows}
+
+    adain, none = psnrs(out), psnrs(plain)
+    assert adain.keys() == none.keys()
+    assert adain[("noise", "LQ")] == none[("noise", "LQ")]
+    assert adain[("noise", "one-hot dn")] != none[("noise", "one-hot dn")]
 
 
 def test_ablations_produce_every_row_and_check_claims(tiny_model_dir, sets, tmp_path, capsys):

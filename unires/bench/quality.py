@@ -137,12 +137,13 @@ def run_quality_benchmark(
     seed: int = 0,
     strength: float = 1.0,
     ensemble: int = 1,
+    color_fix: str | None = None,
     log=print,
 ) -> list[QualityRow]:
     """Degrade centre crops of ``hq_dir`` (None: scikit-image's sample photos) with each
     recipe, restore them with UniRes and the peers that suit, write quality.md/json.
     ``ensemble`` > 1: UniRes's rows use that self-ensemble (``Denoiser.with_ensemble``) and
-    say so in their names."""
+    say so in their names. ``color_fix``: as ``restore_tensor``'s (None: the model's)."""
     out_dir = Path(out_dir)
     if hq_dir is None:
         log(f"no --hq-dir: scikit-image's sample photos ({', '.join(SAMPLE_NAMES)})")
@@ -173,7 +174,13 @@ def run_quality_benchmark(
                     out = how(lq)
                 else:
                     out = pipe.restore_tensor(
-                        lq, how, steps=steps, seed=seed, strength=strength, ensemble=ensemble
+                        lq,
+                        how,
+                        steps=steps,
+                        seed=seed,
+                        strength=strength,
+                        ensemble=ensemble,
+                        color_fix=color_fix,
                     )
                 secs += time.perf_counter() - t0
                 scores.append(float(psnr(out, gt)))

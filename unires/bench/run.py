@@ -162,6 +162,7 @@ class RunConfig:
     limit: int | None = None
     downlq_factor: int | None = None
     ensemble: int = 1  # the model's methods with an N-transform self-ensemble (Denoiser)
+    color_fix: str | None = None  # None: the model's default_color_fix
 
 
 def build_methods(cfg: RunConfig, scale: int, peer_cache: dict) -> tuple[list[Method], dict]:
@@ -313,9 +314,11 @@ def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: 
             scale=scale,
             downlq_factor=cfg.downlq_factor,
             ensemble=cfg.ensemble,
+            color_fix=cfg.color_fix,
         )
         return out, method.weights, None
     extra = {"downlq_factor": cfg.downlq_factor} if cfg.downlq_factor else {}
+    extra["color_fix"] = cfg.color_fix
     extra["ensemble"] = cfg.ensemble  # the search scores without it, the image has it
     result = auto_weights(
         pipe,
@@ -510,6 +513,8 @@ def _check_out_dir(cfg: RunConfig, procs: Processes) -> None:
         "metric": cfg.metric,
         "downlq_factor": cfg.downlq_factor,
     }
+    if cfg.color_fix:  # only when named, so folders written before the option still resume
+        fingerprint["color_fix"] = cfg.color_fix
     refused = None
     if procs.is_main:
         try:

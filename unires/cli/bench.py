@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_ensemble_argument
+from .common import add_color_fix_argument, add_ensemble_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the degradations and the sampler")
     q.add_argument("--strength", type=float, default=1.0, help="see unires restore --strength")
     add_ensemble_argument(q)
+    add_color_fix_argument(q)
     q.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     q.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
     q.set_defaults(func=run_quality, tile=None, tile_overlap=16)
@@ -150,6 +151,7 @@ def run_quality(args: argparse.Namespace) -> int:
         seed=args.seed,
         strength=args.strength,
         ensemble=args.ensemble,
+        color_fix=args.color_fix,
     )
     print(f"table: {args.out / 'quality.md'}")
     return 0
@@ -245,6 +247,7 @@ def add_run_parser(bench: argparse._SubParsersAction) -> None:
     r.add_argument("--no-lq", action="store_true", help="leave out the LQ (input) row")
     r.add_argument("--downlq-factor", type=int, default=None, help="default: the model's")
     add_ensemble_argument(r)
+    add_color_fix_argument(r)
     r.set_defaults(func=run_bench_command)
 
 
@@ -295,6 +298,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         limit=args.limit,
         downlq_factor=args.downlq_factor,
         ensemble=args.ensemble,
+        color_fix=args.color_fix,
     )
     procs = processes_for(args)  # several: the (set, method, image) jobs are split
     pipe = load_pipeline(args)

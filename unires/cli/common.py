@@ -64,6 +64,17 @@ def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_color_fix_argument(p: argparse.ArgumentParser) -> None:
+    """Add --color-fix (the colour correction after decoding, ``sampling.color``) to ``p``."""
+    p.add_argument(
+        "--color-fix",
+        choices=("adain", "wavelet", "none"),  # sampling.color.COLOR_FIXES, without torch here
+        default=None,
+        help="colour fix after decoding (default: the model's: none for the embedded model, "
+        "AdaIN, the paper's, for a folder that does not say)",
+    )
+
+
 def tile_settings_from_args(args: argparse.Namespace):
     """The ``pipeline.TileSettings`` that --tile and --tile-overlap ask for."""
     from ..pipeline import TileSettings

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..weights import AUTO_METHODS
 from .common import (
+    add_color_fix_argument,
     add_ensemble_argument,
     add_model_arguments,
     finish_batch,
@@ -63,13 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, choices=(1, 4), default=1, help="output scale")
     p.add_argument("--downlq-factor", type=int, default=None, help="DownLQ factor (default 4)")
     add_ensemble_argument(p)
-    p.add_argument(
-        "--color-fix",
-        choices=("adain", "wavelet", "none"),  # sampling.color.COLOR_FIXES, without torch here
-        default=None,
-        help="colour fix after decoding (default: the model's: none for the embedded model, "
-        "AdaIN, the paper's, for a folder that does not say)",
-    )
+    add_color_fix_argument(p)
     p.add_argument(
         "--format",
         choices=("same", "png", "jpg", "webp", "tif"),
