@@ -40,11 +40,14 @@ def test_quality_benchmark_writes_tables(tiny_model_dir, tmp_path, capsys):
     lq = next(r for r in rows if r["recipe"] == "noise" and r["method"] == "LQ")
     assert 5 < lq["psnr"] < 60
     assert "| noise | LQ |" in (tmp_path / "q" / "quality.md").read_text()
-    # --color-fix reaches the restorations (the tiny model's default is AdaIN): only the
-    # model's rows change.
+    # --color-fix reaches the restorations (the tiny model's default is AdaIN) and is named
+    # in the model's rows; only those change.
     assert main([*args, "--out", str(tmp_path / "plain"), "--color-fix", "none"]) == 0
     plain = json.loads((tmp_path / "plain" / "quality.json").read_text())
-    score = {(r["recipe"], r["method"]): r["psnr"] for r in plain}
+    suffix = ", colour fix none"
+    score = {(r["recipe"], r["method"].removesuffix(suffix)): r["psnr"] for r in plain}
+    named = {r["method"] for r in plain if r["method"].endswith(suffix)}
+    assert "one-hot dn" + suffix in named and len(named) == 4  # dn; defaults, 2 paper sets
     for r in rows:
         changed = score[(r["recipe"], r["method"])] != r["psnr"]
         assert changed == (r["method"] == "one-hot dn" or "=" in r["method"]), r["method"]

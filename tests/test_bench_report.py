@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -59,6 +60,8 @@ def check_page(index: Path) -> Checker:
 
 class IdentityPipe:
     """Stands in for a model: returns the (upscaled) input."""
+
+    settings = SimpleNamespace(default_color_fix="none")
 
     def restore_tensor(
         self,

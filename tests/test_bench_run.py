@@ -176,6 +176,14 @@ def test_bench_run_refuses_an_output_folder_of_other_settings(tiny_model_dir, se
     assert main(args) == 2
     args[steps] = first
     assert main([*args, "--color-fix", "none"]) == 2  # the tiny model's default is AdaIN
+    assert main([*args, "--color-fix", "adain"]) == 0  # the same fix, named
+    # A folder from before the colour fix was recorded: AdaIN, the default then.
+    fingerprint = out / "fingerprint.json"
+    old = json.loads(fingerprint.read_text())
+    assert old.pop("color_fix") == "adain"
+    fingerprint.write_text(json.dumps(old))
+    assert main(args) == 0
+    assert main([*args, "--color-fix", "none"]) == 2
     plain = tmp_path / "plain"
     args[args.index("--out") + 1] = str(plain)
     assert main([*args, "--color-fix", "none"]) == 0

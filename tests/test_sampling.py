@@ -300,3 +300,17 @@ def test_pipeline_feeds_the_unet_standardised_conditions(tiny_pipe, monkeypatch)
     monkeypatch.setattr(tiny_pipe.settings, "condition_std", [2.0] * c)
     tiny_pipe.restore_tensor(lq, {"dn": 1.0}, steps=1)
     assert torch.allclose(seen[-1], (raw - 1.0) / 2.0, atol=1e-5)
+
+
+def test_cli_colour_fix_choices_are_the_pipelines():
+    from unires.cli import build_parser
+    from unires.sampling.color import COLOR_FIXES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    commands = [sub["restore"]]
+    bench = next(a for a in sub["bench"]._actions if a.choices and "quality" in a.choices)
+    commands += [bench.choices["quality"], bench.choices["run"]]
+    for p in commands:
+        fix = next(a for a in p._actions if a.dest == "color_fix")
+        assert tuple(fix.choices) == COLOR_FIXES and fix.default is None

@@ -257,8 +257,15 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
     """
     t0 = time.perf_counter()
     # Score tables and metric caches are reused: only for the same model and sampling.
-    fingerprint = {"model": cfg.model, "steps": cfg.steps, "seed": cfg.seed, "metric": cfg.metric}
-    check_fingerprint(cfg.out_dir, fingerprint)
+    fingerprint = {
+        "model": cfg.model,
+        "steps": cfg.steps,
+        "seed": cfg.seed,
+        "metric": cfg.metric,
+        "color_fix": pipe.settings.default_color_fix,
+    }
+    # Folders written before the colour fix was recorded used AdaIN, then the only default.
+    check_fingerprint(cfg.out_dir, fingerprint, assumed={"color_fix": "adain"})
     runner = AblationRunner(pipe, cfg, sr_only_pipe, log)
     spec = _row_spec()
     rows = [AblationRow(g, s) for g, s, _ in spec]

@@ -102,10 +102,13 @@ def _peers(recipe: str, peers: dict[str, Peer], log) -> dict[str, Peer]:
     return chosen
 
 
-def _model_methods(recipe: str, pipe, ensemble: int) -> dict[str, dict[str, float]]:
+def _model_methods(
+    recipe: str, pipe, ensemble: int, color_fix: str | None = None
+) -> dict[str, dict[str, float]]:
     """{row name: weights} of the model's rows for ``recipe``: the matching task alone, or on
     `complex` the model's defaults (what `unires restore photo.jpg` does with no options),
-    then the paper's sets (always listed, so tables of different models line up)."""
+    then the paper's sets (always listed, so tables of different models line up). A named
+    ``color_fix`` or ``ensemble`` > 1 is said in every name."""
     task = RECIPE_TASKS[recipe]
     if task is not None:
         methods = {f"one-hot {task}": {task: 1.0}}
@@ -115,6 +118,8 @@ def _model_methods(recipe: str, pipe, ensemble: int) -> dict[str, dict[str, floa
         methods.update({f"{name} ({format_weights(w)})": w for name, w in PAPER_SETS.items()})
     if ensemble > 1:
         methods = {f"{name}, x{ensemble} ensemble": w for name, w in methods.items()}
+    if color_fix:
+        methods = {f"{name}, colour fix {color_fix}": w for name, w in methods.items()}
     return methods
 
 
@@ -161,7 +166,7 @@ def run_quality_benchmark(
         set_dir = out_dir / "sets" / recipe
         write_degraded_set(crops, set_dir, recipe, seed=seed)
         pairs = sorted((set_dir / "lq").glob("*.png"))
-        methods = {"LQ": None, **_model_methods(recipe, pipe, ensemble)}
+        methods = {"LQ": None, **_model_methods(recipe, pipe, ensemble, color_fix)}
         methods.update(_peers(recipe, peers, log))
         for method, how in methods.items():
             scores, ssims, niqes, secs = [], [], [], 0.0

@@ -420,16 +420,17 @@ def summarise(bset: BenchSet, method: Method, records: list[Record]) -> SummaryR
     )
 
 
-def check_fingerprint(out_dir: Path, fingerprint: dict) -> None:
+def check_fingerprint(out_dir: Path, fingerprint: dict, assumed: dict | None = None) -> None:
     """Results in ``out_dir`` are reused by later runs: refuse a folder made with other
     settings (another model, step count or seed would silently mix into the tables).
+    ``assumed``: the values of keys that older fingerprints did not record yet.
 
     Raises:
         ValueError: ``out_dir`` holds results made with another fingerprint.
     """
     path = Path(out_dir) / "fingerprint.json"
     if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = {**(assumed or {}), **json.loads(path.read_text(encoding="utf-8"))}
         if old != fingerprint:
             raise ValueError(
                 f"{out_dir} holds results made with {old}, not {fingerprint}: use another --out"
@@ -447,12 +448,13 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     ``processes`` (``unires.parallel``): several processes split the (set, method, image)
     jobs; every process returns the whole result, and only the main one logs and writes the
     tables, once all jobs are done. Raises ``ValueError`` for a set without pairs or an
-    output folder made with other settings (another model, step count, seed or metric).
+    output folder made with other settings (another model, step count, seed, metric or
+    colour fix).
     """
     procs = processes or SINGLE
     if not procs.is_main:
         log = _silent
-    _check_out_dir(cfg, procs)
+    _check_out_dir(cfg, procs, cfg.color_fix or pipe.settings.default_color_fix)
     metrics = optional_metrics()
     peer_cache: dict = {}
     result = BenchResult(
@@ -499,9 +501,9 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     return result
 
 
-def _check_out_dir(cfg: RunConfig, procs: Processes) -> None:
+def _check_out_dir(cfg: RunConfig, procs: Processes, color_fix: str) -> None:
     """``check_fingerprint`` of ``cfg.out_dir`` by the main process (its one writer); every
-    process learns the verdict.
+    process learns the verdict. ``color_fix``: the one the model's methods use.
 
     Raises:
         ValueError: the folder holds results made with other settings (on every process).
@@ -512,13 +514,13 @@ def _check_out_dir(cfg: RunConfig, procs: Processes) -> None:
         "seed": cfg.seed,
         "metric": cfg.metric,
         "downlq_factor": cfg.downlq_factor,
+        "color_fix": color_fix,
     }
-    if cfg.color_fix:  # only when named, so folders written before the option still resume
-        fingerprint["color_fix"] = cfg.color_fix
     refused = None
     if procs.is_main:
         try:
-            check_fingerprint(cfg.out_dir, fingerprint)
+            # Folders written before the colour fix was recorded used AdaIN, then the only default.
+            check_fingerprint(cfg.out_dir, fingerprint, assumed={"color_fix": "adain"})
         except ValueError as e:
             refused = str(e)
     refused = procs.broadcast(refused)

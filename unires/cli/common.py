@@ -70,8 +70,8 @@ def add_color_fix_argument(p: argparse.ArgumentParser) -> None:
         "--color-fix",
         choices=("adain", "wavelet", "none"),  # sampling.color.COLOR_FIXES, without torch here
         default=None,
-        help="colour fix after decoding (default: the model's: none for the embedded model, "
-        "AdaIN, the paper's, for a folder that does not say)",
+        help="colour fix after decoding (default: the model folder's default_color_fix: none "
+        "for the embedded model, adain where a folder sets none)",
     )
 
 

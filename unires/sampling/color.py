@@ -59,7 +59,8 @@ def wavelet_color_fix(result: torch.Tensor, reference: torch.Tensor, levels: int
 
 def apply_color_fix(result: torch.Tensor, reference: torch.Tensor, method: str | None):
     """``result`` (B, 3, H, W) with the colours of ``reference`` (same shape): "adain" (mean and
-    std per channel), "wavelet" (low frequencies), or None / "none" (unchanged).
+    std per channel), "wavelet" (low frequencies), or None / "none" (unchanged). (The
+    pipeline's ``color_fix=None`` means the model's ``default_color_fix`` instead.)
 
     Raises:
         ValueError: an unknown method.
