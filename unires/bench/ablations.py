@@ -264,8 +264,7 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
         "metric": cfg.metric,
         "color_fix": pipe.settings.default_color_fix,
     }
-    # Folders written before the colour fix was recorded used AdaIN, then the only default.
-    check_fingerprint(cfg.out_dir, fingerprint, assumed={"color_fix": "adain"})
+    check_fingerprint(cfg.out_dir, fingerprint)
     runner = AblationRunner(pipe, cfg, sr_only_pipe, log)
     spec = _row_spec()
     rows = [AblationRow(g, s) for g, s, _ in spec]

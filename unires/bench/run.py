@@ -305,21 +305,14 @@ def restore_with(method: Method, pipe, lq: torch.Tensor, cfg: RunConfig, scale: 
         return lq, None, None
     if method.kind == "peer":
         return method.peer(lq), None, None
-    if method.kind == "weights":
-        out = pipe.restore_tensor(
-            lq,
-            method.weights,
-            steps=cfg.steps,
-            seed=cfg.seed,
-            scale=scale,
-            downlq_factor=cfg.downlq_factor,
-            ensemble=cfg.ensemble,
-            color_fix=cfg.color_fix,
-        )
-        return out, method.weights, None
     extra = {"downlq_factor": cfg.downlq_factor} if cfg.downlq_factor else {}
     extra["color_fix"] = cfg.color_fix
     extra["ensemble"] = cfg.ensemble  # the search scores without it, the image has it
+    if method.kind == "weights":
+        out = pipe.restore_tensor(
+            lq, method.weights, steps=cfg.steps, seed=cfg.seed, scale=scale, **extra
+        )
+        return out, method.weights, None
     result = auto_weights(
         pipe,
         lq,
@@ -420,17 +413,22 @@ def summarise(bset: BenchSet, method: Method, records: list[Record]) -> SummaryR
     )
 
 
-def check_fingerprint(out_dir: Path, fingerprint: dict, assumed: dict | None = None) -> None:
+# What a folder's fingerprint meant before it recorded these keys: AdaIN was the only
+# colour fix until model folders chose their own (2026-12-02).
+UNRECORDED_FINGERPRINT = {"color_fix": "adain"}
+
+
+def check_fingerprint(out_dir: Path, fingerprint: dict) -> None:
     """Results in ``out_dir`` are reused by later runs: refuse a folder made with other
-    settings (another model, step count or seed would silently mix into the tables).
-    ``assumed``: the values of keys that older fingerprints did not record yet.
+    settings (another model, step count or seed would silently mix into the tables). A key
+    an older fingerprint lacks counts as ``UNRECORDED_FINGERPRINT`` says.
 
     Raises:
         ValueError: ``out_dir`` holds results made with another fingerprint.
     """
     path = Path(out_dir) / "fingerprint.json"
     if path.is_file():
-        old = {**(assumed or {}), **json.loads(path.read_text(encoding="utf-8"))}
+        old = {**UNRECORDED_FINGERPRINT, **json.loads(path.read_text(encoding="utf-8"))}
         if old != fingerprint:
             raise ValueError(
                 f"{out_dir} holds results made with {old}, not {fingerprint}: use another --out"
@@ -519,8 +517,7 @@ def _check_out_dir(cfg: RunConfig, procs: Processes, color_fix: str) -> None:
     refused = None
     if procs.is_main:
         try:
-            # Folders written before the colour fix was recorded used AdaIN, then the only default.
-            check_fingerprint(cfg.out_dir, fingerprint, assumed={"color_fix": "adain"})
+            check_fingerprint(cfg.out_dir, fingerprint)
         except ValueError as e:
             refused = str(e)
     refused = procs.broadcast(refused)
