@@ -62,6 +62,8 @@ class IdentityPipe:
     """Stands in for a model: returns the (upscaled) input."""
 
     settings = SimpleNamespace(default_color_fix="none")
+    model_digest = None  # built in memory, as UniResPipeline's without a folder
+    dtype = torch.float32
 
     def restore_tensor(
         self,

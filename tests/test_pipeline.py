@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unires.model.bundle import ModelFolderError, load_model, save_model
+from unires.model.bundle import ModelFolderError, load_model, model_digest, save_model
 from unires.model.factory import build_model, tiny_model_config
 from unires.pipeline import EmbeddedModelMissing, TileSettings, UniResPipeline
 from unires.sampling.conditions import down_up_lq
@@ -189,3 +189,27 @@ def test_self_ensemble_restores_at_the_same_size_and_is_checked(tiny_pipe):
     assert not tiny_pipe.batches_candidates(x, {"ensemble": 8})  # the search's fast path
     with pytest.raises(ValueError, match="ensemble must be one of"):
         tiny_pipe.restore_tensor(x, W, steps=2, ensemble=3)
+
+
+def test_model_digest_names_the_weights_and_settings_not_the_folder(tiny_model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "README.md").write_text("notes do not change the model\n")
+    digest = model_digest(tiny_model_dir)
+    assert len(digest) == 16 and model_digest(copy) == digest
+    assert UniResPipeline.from_pretrained(copy, device="cpu").model_digest == digest
+    index = json.loads((copy / "model_index.json").read_text())
+    index["unires"]["default_steps"] += 1
+    (copy / "model_index.json").write_text(json.dumps(index))
+    assert model_digest(copy) != digest
+    shutil.rmtree(copy)
+    shutil.copytree(tiny_model_dir, copy)
+    weights = next((copy / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    weights.write_bytes(bytes(data))
+    assert model_digest(copy) != digest
+    with pytest.raises(ModelFolderError, match="not a UniRes model folder"):
+        model_digest(tmp_path)

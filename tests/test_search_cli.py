@@ -227,3 +227,39 @@ def test_bench_search_end_to_end_on_a_tiny_model(tiny_pipe, tmp_path):
     assert summary["fast"]["mean_gain_over_median"] == pytest.approx(1.0, abs=1e-3)
     assert json.loads((out / "search.json").read_text())["steps"] == 1
     assert "| fast |" in (out / "search.md").read_text()
+    # Its grid records are read back by a rerun: only with the same sampling and crop.
+    with pytest.raises(ValueError, match="crop=None, not crop=32"):
+        run_search_benchmark(
+            tiny_pipe, files, out, selectors=("grid",), metric="piqe", steps=1, crop=32
+        )
+
+
+def test_search_refuses_a_folder_of_another_model_or_sampling(tiny_model_dir, tmp_path, capsys):
+    """A rerun reads the score tables back: only for the same model, steps, seed and metric."""
+    import shutil
+
+    src = _image(tmp_path / "in", size=(96, 96))
+    out = tmp_path / "out"
+    grid = ["--grid", "custom", "--tasks", "dn,downlq", "--vmin", "0", "--vmax", "1"]
+    argv = ["search", str(src), "-o", str(out), *grid, "--step", "0.5", "--steps", "1", "-q"]
+    assert main([*argv, *_model(tiny_model_dir)]) == 0
+    assert json.loads((out / "a.json").read_text())["computed"] == 3
+    assert main([*argv, *_model(tiny_model_dir)]) == 0  # the same: read back
+    assert json.loads((out / "a.json").read_text())["reused"] == 3
+    capsys.readouterr()
+    assert main([*argv[:-3], "--steps", "2", "-q", *_model(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "out holds results made with steps=1, not steps=2: use another folder" in err
+    assert "Traceback" not in err
+    # Another model (the same folder retrained: one setting changed) is refused as well.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    index = json.loads((other / "model_index.json").read_text())
+    index["unires"]["residual_scale"] = 2.0
+    (other / "model_index.json").write_text(json.dumps(index))
+    assert main([*argv, *_model(other)]) == 2
+    assert "model_digest=" in capsys.readouterr().err
+    # A folder from before fingerprints: tables of an unknown model.
+    (out / "fingerprint.json").unlink()
+    assert main([*argv, *_model(tiny_model_dir)]) == 2
+    assert "do not record the model" in capsys.readouterr().err

@@ -23,7 +23,13 @@ from .model.autoencoder import (
     vae_downscale_factor,
     vae_latent_channels,
 )
-from .model.bundle import ModelComponents, UniResSettings, load_model, save_model
+from .model.bundle import (
+    ModelComponents,
+    UniResSettings,
+    load_model,
+    model_digest,
+    save_model,
+)
 from .model.denoiser import Denoiser
 from .sampling.color import apply_color_fix
 from .sampling.conditions import down_up_lq
@@ -173,6 +179,7 @@ class UniResPipeline:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        self.model_folder: Path | None = None  # the folder ``from_pretrained`` loaded
         for m in (self.unet, self.vae, self.prompt_encoder):
             m.eval().requires_grad_(False)
         self.to(device, dtype)
@@ -184,7 +191,15 @@ class UniResPipeline:
     ) -> UniResPipeline:
         """Load a model folder; ``None`` loads the embedded model shipped with the package."""
         folder = Path(path) if path is not None else embedded_model_path()
-        return cls(load_model(folder), device=device, dtype=dtype)
+        pipe = cls(load_model(folder), device=device, dtype=dtype)
+        pipe.model_folder = folder
+        return pipe
+
+    @property
+    def model_digest(self) -> str | None:
+        """``model.bundle.model_digest`` of the folder this pipeline was loaded from (None
+        for one built in memory): what resumable output folders record as "the model"."""
+        return model_digest(self.model_folder) if self.model_folder is not None else None
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write the model folder (``load_model`` reads it), in ``dtype`` (None: as loaded)."""

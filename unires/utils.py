@@ -1,8 +1,10 @@
-"""Small helpers shared across modules: atomic file and folder writes, and plurals."""
+"""Small helpers shared across modules: atomic file and folder writes, the fingerprint of a
+resumable output folder, and plurals."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -69,6 +71,38 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` as UTF-8, atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def check_fingerprint(folder: str | os.PathLike, fingerprint: dict, unrecorded=None) -> None:
+    """Refuse to resume a folder whose results were made with other settings.
+
+    A command whose outputs a rerun reads back (``unires bench run``, ``bench ablations``,
+    ``unires search``) records ``fingerprint`` (model, step count, seed, metric, ...) in
+    ``folder/fingerprint.json`` on its first run; a later run with another value of any
+    recorded key is refused, since its results would silently mix with the old ones. A key
+    the recorded fingerprint lacks (written by an older version) is read from
+    ``unrecorded`` when it names it, and is otherwise not compared; the file is then
+    completed with this run's values.
+
+    Raises:
+        ValueError: one line naming the folder and the keys that differ.
+    """
+    path = Path(folder) / FINGERPRINT_FILE
+    if not path.is_file():
+        atomic_write_text(path, json.dumps(fingerprint, indent=1) + "\n")
+        return
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    old = {**(unrecorded or {}), **recorded}
+    differ = [k for k, v in fingerprint.items() if k in old and old[k] != v]
+    if differ:
+        then = ", ".join(f"{k}={old[k]!r}" for k in differ)
+        now = ", ".join(f"{k}={fingerprint[k]!r}" for k in differ)
+        raise ValueError(f"{folder} holds results made with {then}, not {now}: use another folder")
+    if not fingerprint.keys() <= recorded.keys():
+        atomic_write_text(path, json.dumps({**old, **fingerprint}, indent=1) + "\n")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -30,9 +30,9 @@ from ..search.auto import auto_weights
 from ..search.frequent import mine_frequent_sets
 from ..search.grid import grid_search, read_score_table, weights_key
 from ..tasks import PAPER_GRID_TASKS
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, check_fingerprint
 from ..weights import GridSpec, Weights, active_weights, format_weights, one_hot
-from .run import BenchSet, MetricSet, _load, check_fingerprint, load_set
+from .run import UNRECORDED_FINGERPRINT, BenchSet, MetricSet, _load, load_set
 
 ALL_TASKS = PAPER_GRID_TASKS  # br, sr, md, dd, dn, downlq
 
@@ -259,12 +259,14 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
     # Score tables and metric caches are reused: only for the same model and sampling.
     fingerprint = {
         "model": cfg.model,
+        "model_digest": pipe.model_digest,
+        "dtype": str(pipe.dtype),
         "steps": cfg.steps,
         "seed": cfg.seed,
         "metric": cfg.metric,
         "color_fix": pipe.settings.default_color_fix,
     }
-    check_fingerprint(cfg.out_dir, fingerprint)
+    check_fingerprint(cfg.out_dir, fingerprint, UNRECORDED_FINGERPRINT)
     runner = AblationRunner(pipe, cfg, sr_only_pipe, log)
     spec = _row_spec()
     rows = [AblationRow(g, s) for g, s, _ in spec]

@@ -29,7 +29,7 @@ from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
 from ..parallel import SINGLE, Processes
 from ..search.auto import auto_weights
-from ..utils import atomic_write_bytes, atomic_write_text, plural
+from ..utils import atomic_write_bytes, atomic_write_text, check_fingerprint, plural
 from ..weights import AUTO_METHODS, Weights, format_weights, one_hot
 from .peers import Peer, available_peers
 
@@ -418,25 +418,6 @@ def summarise(bset: BenchSet, method: Method, records: list[Record]) -> SummaryR
 UNRECORDED_FINGERPRINT = {"color_fix": "adain"}
 
 
-def check_fingerprint(out_dir: Path, fingerprint: dict) -> None:
-    """Results in ``out_dir`` are reused by later runs: refuse a folder made with other
-    settings (another model, step count or seed would silently mix into the tables). A key
-    an older fingerprint lacks counts as ``UNRECORDED_FINGERPRINT`` says.
-
-    Raises:
-        ValueError: ``out_dir`` holds results made with another fingerprint.
-    """
-    path = Path(out_dir) / "fingerprint.json"
-    if path.is_file():
-        old = {**UNRECORDED_FINGERPRINT, **json.loads(path.read_text(encoding="utf-8"))}
-        if old != fingerprint:
-            raise ValueError(
-                f"{out_dir} holds results made with {old}, not {fingerprint}: use another --out"
-            )
-    else:
-        atomic_write_text(path, json.dumps(fingerprint, indent=1) + "\n")
-
-
 def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = None) -> BenchResult:
     """Restore every set of ``cfg`` with every method, score each (set, method, image) and
     write ``bench.csv``, ``bench.json`` and ``bench.md`` to ``cfg.out_dir``; pairs already
@@ -447,12 +428,12 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     jobs; every process returns the whole result, and only the main one logs and writes the
     tables, once all jobs are done. Raises ``ValueError`` for a set without pairs or an
     output folder made with other settings (another model, step count, seed, metric or
-    colour fix).
+    colour fix; ``utils.check_fingerprint``).
     """
     procs = processes or SINGLE
     if not procs.is_main:
         log = _silent
-    _check_out_dir(cfg, procs, cfg.color_fix or pipe.settings.default_color_fix)
+    _check_out_dir(pipe, cfg, procs)
     metrics = optional_metrics()
     peer_cache: dict = {}
     result = BenchResult(
@@ -499,25 +480,27 @@ def run_bench(pipe, cfg: RunConfig, log=print, processes: Processes | None = Non
     return result
 
 
-def _check_out_dir(cfg: RunConfig, procs: Processes, color_fix: str) -> None:
-    """``check_fingerprint`` of ``cfg.out_dir`` by the main process (its one writer); every
-    process learns the verdict. ``color_fix``: the one the model's methods use.
+def _check_out_dir(pipe, cfg: RunConfig, procs: Processes) -> None:
+    """``utils.check_fingerprint`` of ``cfg.out_dir`` by the main process (its one writer);
+    every process learns the verdict.
 
     Raises:
         ValueError: the folder holds results made with other settings (on every process).
     """
-    fingerprint = {
-        "model": cfg.model,
-        "steps": cfg.steps,
-        "seed": cfg.seed,
-        "metric": cfg.metric,
-        "downlq_factor": cfg.downlq_factor,
-        "color_fix": color_fix,
-    }
     refused = None
     if procs.is_main:
+        fingerprint = {
+            "model": cfg.model,
+            "model_digest": pipe.model_digest,
+            "dtype": str(pipe.dtype),
+            "steps": cfg.steps,
+            "seed": cfg.seed,
+            "metric": cfg.metric,
+            "downlq_factor": cfg.downlq_factor,
+            "color_fix": cfg.color_fix or pipe.settings.default_color_fix,
+        }
         try:
-            check_fingerprint(cfg.out_dir, fingerprint)
+            check_fingerprint(cfg.out_dir, fingerprint, UNRECORDED_FINGERPRINT)
         except ValueError as e:
             refused = str(e)
     refused = procs.broadcast(refused)

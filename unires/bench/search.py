@@ -25,6 +25,7 @@ from ..search.auto import AutoResult, auto_weights
 from ..search.fast import grid_evaluations
 from ..search.frequent import mine_frequent_sets
 from ..search.grid import ScoredCandidate, grid_search, read_score_table
+from ..search.log import check_search_folder
 from ..utils import atomic_write_text, plural
 from ..weights import format_weights, search_grid
 from .plots import draw_tradeoffs
@@ -63,6 +64,16 @@ def _centre(lq: torch.Tensor, crop: int | None) -> torch.Tensor:
     c = min(crop, h, w)
     y, x = (h - c) // 2, (w - c) // 2
     return lq[..., y : y + c, x : x + c]
+
+
+def _cropped_inputs(files: list[Path], crop: int | None, folder: Path) -> dict[str, torch.Tensor]:
+    """{stem: the image centre-cropped to ``crop``}, each also written to ``folder``."""
+    images = {}
+    for f in files:
+        lq = _centre(io.to_tensor(io.read_image(f).rgb), crop)
+        io.write_image(folder / f"{f.stem}.png", io.from_tensor(lq))
+        images[f.stem] = lq
+    return images
 
 
 def _to_quality(record: dict, metric) -> dict:
@@ -152,16 +163,18 @@ def run_search_benchmark(
     ``selectors``: ``AUTO_METHODS`` names; "grid" is the reference every image runs first.
     "frequent" and "predict" learn from the other images' grid optima unless given
     ``sets`` / ``predictor``. Images too small for the metric are skipped (``log`` says so).
-    Returns the JSON payload (summary per selector, one row per image and selector)."""
+    Returns the JSON payload (summary per selector, one row per image and selector).
+
+    Raises:
+        ValueError: ``out`` holds grid searches made with another model, sampling, metric
+            or crop (``search.check_search_folder``).
+    """
     from ..metrics.nr import get_metric
 
     quality = get_metric(metric, device=pipe.device)
     steps = steps or pipe.settings.default_steps
-    images = {}
-    for f in files:
-        lq = _centre(io.to_tensor(io.read_image(f).rgb), crop)
-        io.write_image(out / "inputs" / f"{f.stem}.png", io.from_tensor(lq))
-        images[f.stem] = lq
+    check_search_folder(out / "grid", pipe, steps=steps, seed=seed, metric=metric, crop=crop)
+    images = _cropped_inputs(files, crop, out / "inputs")
     records, scorers = {}, {}
     for stem, lq in list(images.items()):
         try:  # NIQE on images under two 96x96 blocks: smaller blocks, said once

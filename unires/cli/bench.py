@@ -469,13 +469,14 @@ def run_search_bench(args: argparse.Namespace) -> int:
     """``unires bench search``: weight selectors against the full grid; 0.
 
     Raises:
-        UsageError: an unknown selector or no input images; or the model does not load.
+        UsageError: an unknown selector or no input images; the model does not load; or OUT
+            holds grid searches of another model or sampling.
     """
     from .. import io
     from ..bench.search import run_search_benchmark
     from ..search.auto import AUTO_METHODS
     from . import UsageError
-    from .common import load_pipeline
+    from .common import first_line, load_pipeline
 
     selectors = tuple(x.strip() for x in args.selectors.split(",") if x.strip())
     unknown = [x for x in selectors if x not in AUTO_METHODS]
@@ -492,19 +493,22 @@ def run_search_bench(args: argparse.Namespace) -> int:
         from ..search.auto import read_weight_sets
 
         sets = read_weight_sets(args.sets)
-    run_search_benchmark(
-        pipe,
-        files,
-        args.out,
-        selectors=selectors,
-        metric=args.metric,
-        steps=args.steps,
-        seed=args.seed,
-        crop=args.crop,
-        predictor=args.predictor,
-        sets=sets,
-        fast_options={"survivors": args.survivors, "proxy_side": proxy},
-    )
+    try:
+        run_search_benchmark(
+            pipe,
+            files,
+            args.out,
+            selectors=selectors,
+            metric=args.metric,
+            steps=args.steps,
+            seed=args.seed,
+            crop=args.crop,
+            predictor=args.predictor,
+            sets=sets,
+            fast_options={"survivors": args.survivors, "proxy_side": proxy},
+        )
+    except ValueError as e:
+        raise UsageError(first_line(e)) from None
     print((args.out / "search.md").read_text(encoding="utf-8"), end="")
     return 0
 

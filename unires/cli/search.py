@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "no-reference metric scores best (paper Eq. 3-4). Writes, per image:\n"
             "  OUT_DIR/<stem>.json  best weights, score, q_lq (the input's score), timing\n"
             "  OUT_DIR/<stem>.csv   every candidate's score; a rerun skips those already there\n"
+            "  OUT_DIR/fingerprint.json  the model, steps, seed and metric: a rerun with others\n"
+            "                       is refused (search into a new folder)\n"
             "  scores are in the metric's own convention (NIQE: positive, lower is better)\n"
             "  OUT_DIR/<stem>.png   the best restoration\n\n"
             "grids:\n"
@@ -216,7 +218,8 @@ def run_search(args: argparse.Namespace) -> int:
     # writes and reports every image).
     by_candidates = procs.parallel and args.method == "grid" and len(files) < procs.count
     mine = files if by_candidates else procs.share(files)
-    pipe = load_pipeline(args) if mine else None
+    pipe = load_pipeline(args) if mine or procs.is_main else None
+    _check_out_dir(args, procs, pipe, out_dir)
     batch = _Batch(
         args,
         procs,
@@ -234,6 +237,27 @@ def run_search(args: argparse.Namespace) -> int:
     failed += len(problems)
     counts = f"{done} searched, {failed} failed"
     return finish_batch(procs, counts, failed, f"results in {out_dir}" if done else None)
+
+
+def _check_out_dir(args: argparse.Namespace, procs, pipe, out_dir: Path) -> None:
+    """``search.check_search_folder`` by the main process; every process learns the verdict.
+
+    Raises:
+        UsageError: OUT holds tables or records made with another model or sampling.
+    """
+    from ..search import check_search_folder
+    from . import UsageError
+
+    refused = None
+    if procs.is_main:
+        steps = args.steps or pipe.settings.default_steps
+        try:
+            check_search_folder(out_dir, pipe, steps=steps, seed=args.seed, metric=args.metric)
+        except ValueError as e:
+            refused = first_line(e)
+    refused = procs.broadcast(refused)
+    if refused:
+        raise UsageError(refused)
 
 
 def _check_search_options(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ cannot make the loader import arbitrary code.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from dataclasses import dataclass, field
@@ -105,6 +106,33 @@ _LOADERS = {
     ("unires", "SpaceToDepthAutoencoder"): "unires.model.autoencoder",
     ("unires", "TaskPromptTable"): "unires.model.prompt",
 }
+
+
+def model_digest(folder: str | Path) -> str:
+    """What identifies a model folder's outputs: the SHA-256 (first 16 hex digits) of its
+    files (weights, configs, "unires" settings, tokenizer) with their paths relative to the
+    folder; Markdown and hidden files are left out. A copy of the folder gives the same
+    digest; retraining into it or editing a setting changes it. Reads every weight file
+    (about a second a gigabyte).
+
+    Raises:
+        ModelFolderError: ``folder`` is not a UniRes model folder (no model_index.json).
+    """
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise ModelFolderError(f"{folder}: not a UniRes model folder (no model_index.json)")
+    digest = hashlib.sha256()
+    files = (p for p in folder.rglob("*") if p.is_file() and p.suffix != ".md")
+    for path in sorted(files, key=lambda p: p.relative_to(folder).as_posix()):
+        rel = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        digest.update(rel.encode("utf-8") + b"\0")
+        with path.open("rb") as f:
+            digest.update(f"{path.stat().st_size}\0".encode())
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _entry(obj) -> list[str]:

@@ -7,7 +7,7 @@ from .batched import restore_candidates
 from .fast import fast_search
 from .frequent import mine_frequent_sets, select_among
 from .grid import ScoredCandidate, SearchResult, grid_search, read_score_table
-from .log import read_search_log, search_record, write_search_record
+from .log import check_search_folder, read_search_log, search_record, write_search_record
 
 __all__ = [
     "AUTO_METHODS",
@@ -15,6 +15,7 @@ __all__ = [
     "ScoredCandidate",
     "SearchResult",
     "auto_weights",
+    "check_search_folder",
     "fast_search",
     "grid_search",
     "mine_frequent_sets",

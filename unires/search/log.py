@@ -5,7 +5,8 @@ weight predictor (``predictor``). The library owns the format; callers build rec
 
 A record: input, metric, method, best_weights, score and q_lq (the metric's own values),
 direction, gain (internal quality, > 0: better than the input), candidates, computed, reused,
-evaluations, steps, seed, seconds, image, table, and optionally note and plot.
+evaluations, steps, seed, seconds, image, table, and optionally note and plot. The folder's
+``fingerprint.json`` (``check_search_folder``) names the model and sampling they all share.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 
 from ..metrics.nr import direction, from_quality
-from ..utils import atomic_write_text
+from ..utils import FINGERPRINT_FILE, atomic_write_text, check_fingerprint
 from .grid import SearchResult
 
 RESULT_KEY = "best_weights"  # the field every per-image search record carries
@@ -82,3 +83,38 @@ def read_search_log(folder: str | Path) -> list[dict]:
         if isinstance(record, dict) and isinstance(record.get(RESULT_KEY), dict):
             records.append(record)
     return records
+
+
+def check_search_folder(
+    folder: str | Path, pipe, *, steps: int, seed: int, metric: str, **settings
+) -> None:
+    """Refuse to search into ``folder`` when what it holds was made otherwise.
+
+    A rerun reads the folder back: ``grid_search`` skips the candidates its score tables
+    (``<stem>.csv``) already hold, ``--mine`` and the predictor read its records. So the
+    first search records the model (``pipe.model_digest``, dtype, colour fix), ``steps``,
+    ``seed`` and ``metric`` in ``folder/fingerprint.json`` (``utils.check_fingerprint``) and
+    a later one with other values is refused; ``settings``: any other value the results
+    depend on (``unires bench search``: its crop). A folder holding score tables but no
+    fingerprint (``unires search`` before 2026-12-02 recorded none) is refused as well: the
+    model its scores came from is unknown.
+
+    Raises:
+        ValueError: one line naming the folder and what differs.
+    """
+    folder = Path(folder)
+    if not (folder / FINGERPRINT_FILE).is_file() and any(folder.glob("*.csv")):
+        raise ValueError(
+            f"{folder} holds score tables that do not record the model they were made with "
+            "(an older unires search): search into a new folder"
+        )
+    fingerprint = {
+        "model_digest": pipe.model_digest,
+        "dtype": str(pipe.dtype),
+        "steps": steps,
+        "seed": seed,
+        "metric": metric,
+        "color_fix": pipe.settings.default_color_fix,
+        **settings,
+    }
+    check_fingerprint(folder, fingerprint)
