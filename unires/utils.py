@@ -76,6 +76,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 FINGERPRINT_FILE = "fingerprint.json"
 
 
+def restoration_fingerprint(pipe, *, steps, seed, metric, color_fix=None, **settings) -> dict:
+    """What a resumable folder's restorations and scores depend on, for ``check_fingerprint``:
+    the model (``pipe.model_digest``, its dtype, the colour fix used: ``color_fix`` or the
+    model's ``default_color_fix``), ``steps``, ``seed``, ``metric`` and any other
+    ``settings`` of the command (e.g. the model's path, a crop)."""
+    return {
+        **settings,
+        "model_digest": pipe.model_digest,
+        "dtype": str(pipe.dtype),
+        "steps": steps,
+        "seed": seed,
+        "metric": metric,
+        "color_fix": color_fix or pipe.settings.default_color_fix,
+    }
+
+
 def check_fingerprint(folder: str | os.PathLike, fingerprint: dict, unrecorded=None) -> None:
     """Refuse to resume a folder whose results were made with other settings.
 

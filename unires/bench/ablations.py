@@ -30,7 +30,7 @@ from ..search.auto import auto_weights
 from ..search.frequent import mine_frequent_sets
 from ..search.grid import grid_search, read_score_table, weights_key
 from ..tasks import PAPER_GRID_TASKS
-from ..utils import atomic_write_text, check_fingerprint
+from ..utils import atomic_write_text, check_fingerprint, restoration_fingerprint
 from ..weights import GridSpec, Weights, active_weights, format_weights, one_hot
 from .run import UNRECORDED_FINGERPRINT, BenchSet, MetricSet, _load, load_set
 
@@ -257,15 +257,9 @@ def run_ablations(pipe, cfg: AblationConfig, sr_only_pipe=None, log=print) -> Ab
     """
     t0 = time.perf_counter()
     # Score tables and metric caches are reused: only for the same model and sampling.
-    fingerprint = {
-        "model": cfg.model,
-        "model_digest": pipe.model_digest,
-        "dtype": str(pipe.dtype),
-        "steps": cfg.steps,
-        "seed": cfg.seed,
-        "metric": cfg.metric,
-        "color_fix": pipe.settings.default_color_fix,
-    }
+    fingerprint = restoration_fingerprint(
+        pipe, steps=cfg.steps, seed=cfg.seed, metric=cfg.metric, model=cfg.model
+    )
     check_fingerprint(cfg.out_dir, fingerprint, UNRECORDED_FINGERPRINT)
     runner = AblationRunner(pipe, cfg, sr_only_pipe, log)
     spec = _row_spec()

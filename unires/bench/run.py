@@ -29,7 +29,13 @@ from ..metrics.fr import ms_ssim, psnr, ssim
 from ..metrics.nr import NIQE
 from ..parallel import SINGLE, Processes
 from ..search.auto import auto_weights
-from ..utils import atomic_write_bytes, atomic_write_text, check_fingerprint, plural
+from ..utils import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_fingerprint,
+    plural,
+    restoration_fingerprint,
+)
 from ..weights import AUTO_METHODS, Weights, format_weights, one_hot
 from .peers import Peer, available_peers
 
@@ -489,16 +495,15 @@ def _check_out_dir(pipe, cfg: RunConfig, procs: Processes) -> None:
     """
     refused = None
     if procs.is_main:
-        fingerprint = {
-            "model": cfg.model,
-            "model_digest": pipe.model_digest,
-            "dtype": str(pipe.dtype),
-            "steps": cfg.steps,
-            "seed": cfg.seed,
-            "metric": cfg.metric,
-            "downlq_factor": cfg.downlq_factor,
-            "color_fix": cfg.color_fix or pipe.settings.default_color_fix,
-        }
+        fingerprint = restoration_fingerprint(
+            pipe,
+            steps=cfg.steps,
+            seed=cfg.seed,
+            metric=cfg.metric,
+            color_fix=cfg.color_fix,
+            model=cfg.model,
+            downlq_factor=cfg.downlq_factor,
+        )
         try:
             check_fingerprint(cfg.out_dir, fingerprint, UNRECORDED_FINGERPRINT)
         except ValueError as e:

@@ -15,7 +15,12 @@ import json
 from pathlib import Path
 
 from ..metrics.nr import direction, from_quality
-from ..utils import FINGERPRINT_FILE, atomic_write_text, check_fingerprint
+from ..utils import (
+    FINGERPRINT_FILE,
+    atomic_write_text,
+    check_fingerprint,
+    restoration_fingerprint,
+)
 from .grid import SearchResult
 
 RESULT_KEY = "best_weights"  # the field every per-image search record carries
@@ -108,13 +113,5 @@ def check_search_folder(
             f"{folder} holds score tables that do not record the model they were made with "
             "(an older unires search): search into a new folder"
         )
-    fingerprint = {
-        "model_digest": pipe.model_digest,
-        "dtype": str(pipe.dtype),
-        "steps": steps,
-        "seed": seed,
-        "metric": metric,
-        "color_fix": pipe.settings.default_color_fix,
-        **settings,
-    }
+    fingerprint = restoration_fingerprint(pipe, steps=steps, seed=seed, metric=metric, **settings)
     check_fingerprint(folder, fingerprint)
